@@ -1,0 +1,168 @@
+import datetime
+
+from google.api import field_behavior_pb2 as _field_behavior_pb2
+from google.api import resource_pb2 as _resource_pb2
+from google.protobuf import any_pb2 as _any_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.type import date_pb2 as _date_pb2
+from syncmesh.common.v1 import common_pb2 as _common_pb2
+from syncmesh.customers.v1 import customers_pb2 as _customers_pb2
+from syncmesh.invoices.v1 import invoices_pb2 as _invoices_pb2
+from syncmesh.orders.v1 import orders_pb2 as _orders_pb2
+from syncmesh.payments.v1 import payments_pb2 as _payments_pb2
+from syncmesh.subscriptions.v1 import subscriptions_pb2 as _subscriptions_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CloudEvent(_message.Message):
+    __slots__ = ("id", "source", "spec_version", "type", "attributes", "binary_data", "text_data", "proto_data")
+    class CloudEventAttributeValue(_message.Message):
+        __slots__ = ("ce_boolean", "ce_integer", "ce_string", "ce_bytes", "ce_uri", "ce_uri_ref", "ce_timestamp")
+        CE_BOOLEAN_FIELD_NUMBER: _ClassVar[int]
+        CE_INTEGER_FIELD_NUMBER: _ClassVar[int]
+        CE_STRING_FIELD_NUMBER: _ClassVar[int]
+        CE_BYTES_FIELD_NUMBER: _ClassVar[int]
+        CE_URI_FIELD_NUMBER: _ClassVar[int]
+        CE_URI_REF_FIELD_NUMBER: _ClassVar[int]
+        CE_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+        ce_boolean: bool
+        ce_integer: int
+        ce_string: str
+        ce_bytes: bytes
+        ce_uri: str
+        ce_uri_ref: str
+        ce_timestamp: _timestamp_pb2.Timestamp
+        def __init__(self, ce_boolean: _Optional[bool] = ..., ce_integer: _Optional[int] = ..., ce_string: _Optional[str] = ..., ce_bytes: _Optional[bytes] = ..., ce_uri: _Optional[str] = ..., ce_uri_ref: _Optional[str] = ..., ce_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: CloudEvent.CloudEventAttributeValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[CloudEvent.CloudEventAttributeValue, _Mapping]] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    BINARY_DATA_FIELD_NUMBER: _ClassVar[int]
+    TEXT_DATA_FIELD_NUMBER: _ClassVar[int]
+    PROTO_DATA_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    source: str
+    spec_version: str
+    type: str
+    attributes: _containers.MessageMap[str, CloudEvent.CloudEventAttributeValue]
+    binary_data: bytes
+    text_data: str
+    proto_data: _any_pb2.Any
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., spec_version: _Optional[str] = ..., type: _Optional[str] = ..., attributes: _Optional[_Mapping[str, CloudEvent.CloudEventAttributeValue]] = ..., binary_data: _Optional[bytes] = ..., text_data: _Optional[str] = ..., proto_data: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
+
+class QuoteApproved(_message.Message):
+    __slots__ = ("quote",)
+    QUOTE_FIELD_NUMBER: _ClassVar[int]
+    quote: _orders_pb2.Quote
+    def __init__(self, quote: _Optional[_Union[_orders_pb2.Quote, _Mapping]] = ...) -> None: ...
+
+class CustomerUpserted(_message.Message):
+    __slots__ = ("customer", "created", "changed_fields", "skipped_fields", "origin")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    customer: _customers_pb2.Customer
+    created: bool
+    changed_fields: _containers.RepeatedScalarFieldContainer[str]
+    skipped_fields: _containers.RepeatedScalarFieldContainer[str]
+    origin: _common_pb2.ChangeOrigin
+    def __init__(self, customer: _Optional[_Union[_customers_pb2.Customer, _Mapping]] = ..., created: _Optional[bool] = ..., changed_fields: _Optional[_Iterable[str]] = ..., skipped_fields: _Optional[_Iterable[str]] = ..., origin: _Optional[_Union[_common_pb2.ChangeOrigin, _Mapping]] = ...) -> None: ...
+
+class OrderBooked(_message.Message):
+    __slots__ = ("order",)
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order: _orders_pb2.SalesOrder
+    def __init__(self, order: _Optional[_Union[_orders_pb2.SalesOrder, _Mapping]] = ...) -> None: ...
+
+class OrderAmended(_message.Message):
+    __slots__ = ("order", "amendment")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    AMENDMENT_FIELD_NUMBER: _ClassVar[int]
+    order: _orders_pb2.SalesOrder
+    amendment: _orders_pb2.OrderAmendment
+    def __init__(self, order: _Optional[_Union[_orders_pb2.SalesOrder, _Mapping]] = ..., amendment: _Optional[_Union[_orders_pb2.OrderAmendment, _Mapping]] = ...) -> None: ...
+
+class OrderCancelled(_message.Message):
+    __slots__ = ("order", "reason", "effective_date")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_DATE_FIELD_NUMBER: _ClassVar[int]
+    order: _orders_pb2.SalesOrder
+    reason: str
+    effective_date: _date_pb2.Date
+    def __init__(self, order: _Optional[_Union[_orders_pb2.SalesOrder, _Mapping]] = ..., reason: _Optional[str] = ..., effective_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ...) -> None: ...
+
+class SubscriptionActivated(_message.Message):
+    __slots__ = ("subscription",)
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    subscription: _subscriptions_pb2.Subscription
+    def __init__(self, subscription: _Optional[_Union[_subscriptions_pb2.Subscription, _Mapping]] = ...) -> None: ...
+
+class SubscriptionCancelled(_message.Message):
+    __slots__ = ("subscription", "reason", "effective_date")
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_DATE_FIELD_NUMBER: _ClassVar[int]
+    subscription: _subscriptions_pb2.Subscription
+    reason: str
+    effective_date: _date_pb2.Date
+    def __init__(self, subscription: _Optional[_Union[_subscriptions_pb2.Subscription, _Mapping]] = ..., reason: _Optional[str] = ..., effective_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ...) -> None: ...
+
+class ContractRenewed(_message.Message):
+    __slots__ = ("subscription", "previous_term_end_date", "automatic")
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_TERM_END_DATE_FIELD_NUMBER: _ClassVar[int]
+    AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
+    subscription: _subscriptions_pb2.Subscription
+    previous_term_end_date: _date_pb2.Date
+    automatic: bool
+    def __init__(self, subscription: _Optional[_Union[_subscriptions_pb2.Subscription, _Mapping]] = ..., previous_term_end_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ..., automatic: _Optional[bool] = ...) -> None: ...
+
+class InvoiceIssued(_message.Message):
+    __slots__ = ("invoice",)
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    invoice: _invoices_pb2.Invoice
+    def __init__(self, invoice: _Optional[_Union[_invoices_pb2.Invoice, _Mapping]] = ...) -> None: ...
+
+class InvoicePosted(_message.Message):
+    __slots__ = ("invoice",)
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    invoice: _invoices_pb2.Invoice
+    def __init__(self, invoice: _Optional[_Union[_invoices_pb2.Invoice, _Mapping]] = ...) -> None: ...
+
+class CreditMemoIssued(_message.Message):
+    __slots__ = ("credit_memo", "invoice")
+    CREDIT_MEMO_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    credit_memo: _invoices_pb2.CreditMemo
+    invoice: str
+    def __init__(self, credit_memo: _Optional[_Union[_invoices_pb2.CreditMemo, _Mapping]] = ..., invoice: _Optional[str] = ...) -> None: ...
+
+class PaymentPosted(_message.Message):
+    __slots__ = ("payment",)
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    payment: _payments_pb2.Payment
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...
+
+class PaymentApplied(_message.Message):
+    __slots__ = ("payment", "application")
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_FIELD_NUMBER: _ClassVar[int]
+    payment: _payments_pb2.Payment
+    application: _payments_pb2.PaymentApplication
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ..., application: _Optional[_Union[_payments_pb2.PaymentApplication, _Mapping]] = ...) -> None: ...

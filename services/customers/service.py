@@ -1,0 +1,106 @@
+"""Customer use cases: one transaction each, domain rules applied, events recorded."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.customers import domain, events
+from services.customers.domain import Customer, Page
+from services.customers.store import FILTERABLE, CustomerRepository
+from services.platform.domain import ExternalRef, Origin
+from services.platform.errors import Aborted, FieldViolation, NotFound, invalid
+from services.platform.paging import Cursor, decode_token, encode_token, page_size, parse_filter
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def create(session: AsyncSession, customer: Customer, origin: Origin) -> Customer:
+    now = _now()
+    customer = replace(customer, id=uuid.uuid4().hex, create_time=now, update_time=now, revision=1)
+    domain.validate(customer)
+    await CustomerRepository(session).add(customer)
+    await events.customer_upserted(session, customer, created=True, origin=origin)
+    return customer
+
+
+async def get(session: AsyncSession, name: str) -> Customer:
+    customer = await CustomerRepository(session).get(domain.parse_name(name))
+    if customer is None:
+        raise domain.not_found(name)
+    return customer
+
+
+async def lookup(session: AsyncSession, ref: ExternalRef) -> Customer:
+    customer = await CustomerRepository(session).find_by_ref(ref)
+    if customer is None:
+        raise NotFound(
+            "CUSTOMER_NOT_FOUND",
+            f"no customer is known to {ref.system} as {ref.external_id}",
+            metadata={"system": ref.system, "external_id": ref.external_id},
+        )
+    return customer
+
+
+async def update(
+    session: AsyncSession, name: str, changes: dict[str, Any], etag: str, origin: Origin
+) -> Customer:
+    current = await get(session, name)
+    if etag and etag != current.etag:
+        raise stale(name, etag, current.etag)
+    updated = domain.apply_changes(current, changes)
+    updated = replace(updated, revision=current.revision + 1, update_time=_now())
+    if not await CustomerRepository(session).save(updated, current.revision):
+        latest = await get(session, name)
+        raise stale(name, etag or current.etag, latest.etag)
+    changed = sorted(k for k, v in changes.items() if getattr(current, k) != v)
+    await events.customer_upserted(session, updated, created=False, origin=origin, changed_fields=changed)
+    return updated
+
+
+async def upsert(
+    session: AsyncSession, ref: ExternalRef, customer: Customer, changes: dict[str, Any], origin: Origin
+) -> tuple[Customer, bool]:
+    existing = await CustomerRepository(session).find_by_ref(ref)
+    if existing is None:
+        refs = (*tuple(r for r in customer.external_refs if r.system != ref.system), ref)
+        return await create(session, replace(customer, external_refs=refs), origin), True
+    if "external_refs" in changes:
+        changes["external_refs"] = (
+            *tuple(r for r in changes["external_refs"] if r.system != ref.system),
+            ref,
+        )
+    return await update(session, existing.name, changes, "", origin), False
+
+
+def stale(name: str, offered: str, current: str) -> Aborted:
+    return Aborted(
+        "ETAG_MISMATCH",
+        f"{name} changed since it was read (etag {offered}, now {current}); read it again and retry",
+        metadata={"name": name, "etag": current},
+    )
+
+
+async def list_page(session: AsyncSession, size: int, token: str, filter_text: str) -> Page:
+    filters = parse_filter(filter_text, frozenset(FILTERABLE))
+    limit = page_size(size)
+    cursor = decode_token(token, filter_text)
+    repo = CustomerRepository(session)
+    rows = await repo.page(after=cursor, limit=limit + 1, filters=filters)
+    next_token = ""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_token = encode_token(Cursor(await repo.position(rows[-1].id)), filter_text)
+    return Page(rows, next_token)
+
+
+def require_ref(ref: ExternalRef, field: str) -> ExternalRef:
+    if not ref.system or not ref.external_id:
+        raise invalid([FieldViolation(field, "needs system and external_id", "INVALID_REFERENCE")])
+    return ref

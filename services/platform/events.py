@@ -1,0 +1,101 @@
+"""Business events: CloudEvents envelopes written to the outbox in the caller's transaction.
+
+A use case calls `record_event(session, ...)` inside the transaction that makes
+the change; the relay later publishes the row to JetStream. The NATS message
+body is the protobuf CloudEvent (structured mode, `application/cloudevents+protobuf`);
+headers repeat what routing and tracing need without decoding the body.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from opentelemetry import propagate
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from syncmesh.events.v1 import events_pb2
+
+from services.platform.protoconv import timestamp
+from services.platform.tables import outbox
+
+CONTENT_TYPE = "application/cloudevents+protobuf"
+
+
+def event_type(domain: str, obj: str, verb: str) -> str:
+    return f"com.syncmesh.{domain}.{obj}.{verb}.v1"
+
+
+def relative_subject(domain: str, obj: str, verb: str) -> str:
+    """The subject below the configured root (`syncmesh` by default)."""
+    return f"{domain}.{obj}.{verb}"
+
+
+async def record_event(
+    session: AsyncSession,
+    *,
+    domain: str,
+    obj: str,
+    verb: str,
+    aggregate: str,
+    data: Message,
+) -> str:
+    """Append one event about `aggregate` (a resource name) to the outbox. Returns its id."""
+    event_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    last = (
+        await session.execute(select(func.max(outbox.c.aggregate_seq)).where(outbox.c.aggregate == aggregate))
+    ).scalar()
+    sequence = int(last or 0) + 1
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)  # W3C traceparent/tracestate of the current span, if any
+    ce = events_pb2.CloudEvent(
+        id=event_id, source=f"/syncmesh/{domain}", spec_version="1.0", type=event_type(domain, obj, verb)
+    )
+    ce.attributes["subject"].ce_string = aggregate
+    ce.attributes["time"].ce_timestamp.CopyFrom(timestamp(now))
+    ce.attributes["datacontenttype"].ce_string = "application/protobuf"
+    ce.attributes["sequence"].ce_string = f"{sequence:020d}"
+    for key in ("traceparent", "tracestate"):
+        if carrier.get(key):
+            ce.attributes[key].ce_string = carrier[key]
+    packed = any_pb2.Any()
+    packed.Pack(data)
+    ce.proto_data.CopyFrom(packed)
+    headers = {
+        "Content-Type": CONTENT_TYPE,
+        "ce-id": event_id,
+        "ce-type": ce.type,
+        "ce-source": ce.source,
+        "ce-subject": aggregate,
+        "ce-sequence": str(sequence),
+        **carrier,
+    }
+    await session.execute(
+        insert(outbox).values(
+            event_id=event_id,
+            subject=relative_subject(domain, obj, verb),
+            type=ce.type,
+            source=ce.source,
+            aggregate=aggregate,
+            aggregate_seq=sequence,
+            headers=headers,
+            payload=ce.SerializeToString(),
+            create_time=now,
+        )
+    )
+    return event_id
+
+
+def decode(payload: bytes) -> tuple[events_pb2.CloudEvent, Message]:
+    """A published body -> (envelope, the event message it carries)."""
+    from google.protobuf import symbol_database
+
+    ce = events_pb2.CloudEvent.FromString(payload)
+    type_name = ce.proto_data.type_url.rsplit("/", 1)[-1]
+    message_class = symbol_database.Default().GetSymbol(type_name)
+    data = message_class()
+    ce.proto_data.Unpack(data)
+    return ce, data

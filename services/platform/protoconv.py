@@ -1,0 +1,38 @@
+"""Conversions between contract types and platform value types, for servicers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from google.protobuf import timestamp_pb2
+from google.type import money_pb2
+from syncmesh.common.v1 import common_pb2
+
+from services.platform.domain import ExternalRef, Money
+
+_NANOS = Decimal(1_000_000_000)
+
+
+def money_from_proto(msg: money_pb2.Money) -> Money:
+    return Money(msg.currency_code, Decimal(msg.units) + Decimal(msg.nanos) / _NANOS)
+
+
+def money_to_proto(money: Money) -> money_pb2.Money:
+    units = int(money.amount)  # truncates toward zero, as google.type.Money wants
+    nanos = int((money.amount - units) * _NANOS)
+    return money_pb2.Money(currency_code=money.currency, units=units, nanos=nanos)
+
+
+def timestamp(dt: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC))
+    return ts
+
+
+def ref_from_proto(msg: common_pb2.ExternalReference) -> ExternalRef:
+    return ExternalRef(msg.system, msg.external_id)
+
+
+def ref_to_proto(ref: ExternalRef) -> common_pb2.ExternalReference:
+    return common_pb2.ExternalReference(system=ref.system, external_id=ref.external_id)

@@ -1,0 +1,159 @@
+"""One grpc.aio server bootstrap that hosts any set of domain services.
+
+`Hub` owns what the services share in one process: settings, the NATS bus,
+one Database per service, the gRPC server with the platform interceptors,
+health (per full service name, probed, NOT_SERVING until that service's
+database and NATS answer) and reflection. Run every service in one process
+(`syncmesh up`) or one process per service (`settings.services = [name]`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from sqlalchemy import MetaData
+
+from services.platform.db import Database, database_for
+from services.platform.interceptors import AuthInterceptor, GuardInterceptor
+from services.platform.nats import Bus
+from services.platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceContext:
+    """What a domain service is given to build its servicer."""
+
+    settings: Settings
+    db: Database
+    bus: Bus
+
+
+@dataclass(frozen=True)
+class DomainService:
+    """How the platform hosts one domain service. Each `services/<name>/api.py` exports `SERVICE`."""
+
+    name: str  # "customers"
+    full_name: str  # "syncmesh.customers.v1.CustomerService"
+    register: Callable[[grpc.aio.Server, ServiceContext], None]
+    metadata: MetaData | None = None
+    versions_dir: Path | None = None
+
+
+def load_service(name: str) -> DomainService:
+    module = importlib.import_module(f"services.{name}.api")
+    service: DomainService = module.SERVICE
+    return service
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    bus: Bus
+    services: list[DomainService]
+    extra_handlers: Sequence[grpc.GenericRpcHandler] = ()
+    databases: dict[str, Database] = field(default_factory=dict)
+    server: grpc.aio.Server | None = None
+    port: int = 0
+    health: Any = None  # grpc_health.v1.health.aio.HealthServicer
+    _probe: asyncio.Task[None] | None = None
+
+    async def start(self, host: str | None = None, port: int | None = None) -> int:
+        """Migrate each service's database, then serve. Returns the bound port."""
+        settings = self.settings
+        for svc in self.services:
+            db = database_for(svc.name, settings)
+            self.databases[svc.name] = db
+            await db.migrate_all(svc.versions_dir, svc.metadata)
+        self.server = grpc.aio.server(
+            interceptors=[
+                aio_server_interceptor(),
+                AuthInterceptor(settings.auth.tokens),
+                GuardInterceptor(settings.max_deadline_seconds),
+            ],
+            options=[("grpc.so_reuseport", 0)],
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        for svc in self.services:
+            svc.register(self.server, ServiceContext(settings, self.databases[svc.name], self.bus))
+            await self.health.set(svc.full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.extra_handlers:
+            self.server.add_generic_rpc_handlers(tuple(self.extra_handlers))
+        reflection.enable_server_reflection(
+            [svc.full_name for svc in self.services]
+            + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.server,
+        )
+        address = f"{host or settings.grpc_host}:{settings.grpc_port if port is None else port}"
+        self.port = self.server.add_insecure_port(address)
+        await self.server.start()
+        await self.probe_once()
+        self._probe = asyncio.create_task(self._probe_forever(), name="health-probe")
+        log.info("gRPC serving %s on port %d", ", ".join(s.name for s in self.services), self.port)
+        return self.port
+
+    async def probe_once(self) -> dict[str, bool]:
+        """Set each service's health from its database and NATS; the overall status ("") too."""
+        assert self.health is not None
+        nats_ok = await self.bus.ping()
+        results = {}
+        for svc in self.services:
+            ok = nats_ok and await self.databases[svc.name].ping()
+            results[svc.name] = ok
+            status = (
+                health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            await self.health.set(svc.full_name, status)
+        overall = all(results.values())
+        await self.health.set(
+            "",
+            health_pb2.HealthCheckResponse.SERVING if overall else health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
+        return results
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_interval_seconds)
+            try:
+                await self.probe_once()
+            except Exception:  # a probe must never die; the next round tries again
+                log.exception("health probe failed")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Graceful shutdown: NOT_SERVING first, let in-flight calls finish, then close."""
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        if self.health is not None:
+            await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(grace)
+        for db in self.databases.values():
+            await db.dispose()
+
+
+async def start_hub(
+    settings: Settings,
+    bus: Bus,
+    *,
+    port: int | None = None,
+    extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    **kwargs: Any,
+) -> Hub:
+    hub = Hub(settings, bus, [load_service(name) for name in settings.services], extra_handlers, **kwargs)
+    await hub.start(port=port)
+    return hub

@@ -1,0 +1,136 @@
+"""Settings: a TOML config file plus `SYNCMESH_*` environment variables.
+
+Precedence, highest first: explicit overrides (CLI flags), environment,
+config file, defaults. Nested settings use `__` in environment names, e.g.
+`SYNCMESH_AUTH__TOKENS='{"s3cr3t": "crm"}'`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+SYSTEM_IDENTITIES = ("crm", "billing", "erp", "ops")
+SystemIdentity = Literal["crm", "billing", "erp", "ops"]
+DOMAIN_SERVICES = ("customers", "catalog", "orders", "subscriptions", "invoices", "payments")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. `str()` is one line fit for a user."""
+
+
+class AuthSettings(BaseModel):
+    # bearer token -> calling system identity
+    tokens: dict[str, SystemIdentity] = Field(default_factory=dict)
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens_long_enough(cls, tokens: dict[str, str]) -> dict[str, str]:
+        for token in tokens:
+            if len(token) < 16:
+                raise ValueError("every token must be at least 16 characters long")
+        return tokens
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCMESH_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    # Where the embedded hub keeps its SQLite files, NATS store and generated tokens.
+    data_dir: Path = Path(".syncmesh")
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    # None: one SQLite file per service under data_dir. Otherwise a PostgreSQL URL;
+    # each service then owns the schema `<db_schema_prefix><service>`.
+    database_url: str | None = None
+    db_schema_prefix: str = Field(default="syncmesh_", pattern=r"^[a-z_][a-z0-9_]*$")
+    # None: the hub starts its own NATS server (JetStream, file storage under data_dir).
+    nats_url: str | None = None
+    # Prefix of JetStream stream names, so several hubs can share one NATS.
+    stream_prefix: str = Field(default="SYNCMESH", pattern=r"^[A-Za-z0-9_-]+$")
+    # Which domain services this process hosts.
+    services: list[str] = Field(default_factory=lambda: list(DOMAIN_SERVICES))
+    # Deadline applied to calls whose caller set none.
+    max_deadline_seconds: float = Field(default=30.0, gt=0)
+    # How often health probes the databases and NATS.
+    health_interval_seconds: float = Field(default=2.0, gt=0)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str | None) -> str | None:
+        if url is None or url == "":
+            return None
+        scheme = url.split("://", 1)[0]
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError("must be a postgresql:// URL (leave unset for embedded SQLite)")
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+
+    @field_validator("services")
+    @classmethod
+    def _known_services(cls, names: list[str]) -> list[str]:
+        unknown = sorted(set(names) - set(DOMAIN_SERVICES))
+        if unknown:
+            raise ValueError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(DOMAIN_SERVICES)}")
+        return names
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file comes from model_config["toml_file"], set by load_settings().
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load settings or raise ConfigError with one line that says what is wrong."""
+    if config_file is None:
+        config_file = os.environ.get("SYNCMESH_CONFIG") or None
+    path = Path(config_file) if config_file is not None else None
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+    try:
+        return FileSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, path)) from None
+
+
+def _one_line(exc: ValidationError, path: Path | None) -> str:
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        env = "SYNCMESH_" + "__".join(str(p) for p in err["loc"][:2]).upper()
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting"
+        problems.append(f"{field} ({env}): {message}")
+    where = f" in {path} or the environment" if path else ""
+    return f"invalid configuration{where}: " + "; ".join(problems)
