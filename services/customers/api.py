@@ -15,21 +15,24 @@ from services.platform.db import Database
 from services.platform.domain import Origin
 from services.platform.idempotency import idempotent
 from services.platform.interceptors import current_identity
+from services.platform.ownership import OwnershipPolicy
 from services.platform.protoconv import ref_from_proto
 from services.platform.server import DomainService, ServiceContext
 
 
 class CustomerServicer(pb_grpc.CustomerServiceServicer):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, policy: OwnershipPolicy) -> None:
         self.db = db
+        self.policy = policy
 
     async def CreateCustomer(
         self, request: pb.CreateCustomerRequest, context: grpc.aio.ServicerContext
     ) -> pb.Customer:
         async def work(session: Any) -> pb.Customer:
-            return convert.customer_to_proto(
-                await service.create(session, convert.customer_from_proto(request.customer), _origin("API"))
+            customer, _ = await service.create(
+                session, convert.customer_from_proto(request.customer), _origin("API"), self.policy
             )
+            return convert.customer_to_proto(customer)
 
         return await idempotent(self.db, "CreateCustomer", request, pb.Customer, work)
 
@@ -45,8 +48,8 @@ class CustomerServicer(pb_grpc.CustomerServiceServicer):
         changes = convert.changes_from_mask(request.customer, list(request.update_mask.paths))
 
         async def work(session: Any) -> pb.Customer:
-            updated = await service.update(
-                session, request.customer.name, changes, request.customer.etag, _origin("API")
+            updated, _ = await service.update(
+                session, request.customer.name, changes, request.customer.etag, _origin("API"), self.policy
             )
             return convert.customer_to_proto(updated)
 
@@ -77,10 +80,17 @@ class CustomerServicer(pb_grpc.CustomerServiceServicer):
         changes = convert.changes_from_mask(request.customer, paths)
 
         async def work(session: Any) -> pb.UpsertCustomerResponse:
-            customer, created = await service.upsert(
-                session, ref, convert.customer_from_proto(request.customer), changes, _origin("SYNC")
+            customer, created, skipped = await service.upsert(
+                session,
+                ref,
+                convert.customer_from_proto(request.customer),
+                changes,
+                _origin("SYNC"),
+                self.policy,
             )
-            return pb.UpsertCustomerResponse(customer=convert.customer_to_proto(customer), created=created)
+            return pb.UpsertCustomerResponse(
+                customer=convert.customer_to_proto(customer), created=created, skipped_fields=skipped
+            )
 
         return await idempotent(self.db, "UpsertCustomer", request, pb.UpsertCustomerResponse, work)
 
@@ -106,7 +116,7 @@ def _origin(channel: str) -> Origin:
 
 
 def _register(server: grpc.aio.Server, ctx: ServiceContext) -> None:
-    pb_grpc.add_CustomerServiceServicer_to_server(CustomerServicer(ctx.db), server)
+    pb_grpc.add_CustomerServiceServicer_to_server(CustomerServicer(ctx.db, ctx.policy), server)
 
 
 SERVICE = DomainService(

@@ -27,6 +27,7 @@ from sqlalchemy import MetaData
 from services.platform.db import Database, database_for
 from services.platform.interceptors import AuthInterceptor, GuardInterceptor
 from services.platform.nats import Bus
+from services.platform.ownership import OwnershipPolicy
 from services.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,34 @@ class ServiceContext:
     settings: Settings
     db: Database
     bus: Bus
+    policy: OwnershipPolicy
+    peers: Peers
+
+
+class Peers:
+    """gRPC channels to other domain services: `settings.peers[name]` when the service runs
+    elsewhere, else this process's own server. Channels are made on first use."""
+
+    def __init__(self, settings: Settings, own_address: Callable[[], str]) -> None:
+        self._settings = settings
+        self._own_address = own_address
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        address = self._settings.peers.get(service) or self._own_address()
+        if address not in self._channels:
+            self._channels[address] = grpc.aio.insecure_channel(address)
+        return self._channels[address]
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+
+def forwarded_auth(context: grpc.aio.ServicerContext) -> tuple[tuple[str, str], ...]:
+    """The caller's authorization metadata, to call a peer service on the caller's behalf."""
+    return tuple((k, v) for k, v in context.invocation_metadata() or () if k == "authorization")
 
 
 @dataclass(frozen=True)
@@ -68,6 +97,7 @@ class Hub:
     server: grpc.aio.Server | None = None
     port: int = 0
     health: Any = None  # grpc_health.v1.health.aio.HealthServicer
+    peers: Peers | None = None
     _probe: asyncio.Task[None] | None = None
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
@@ -87,8 +117,11 @@ class Hub:
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        policy = OwnershipPolicy.load(settings.ownership_policy)
+        self.peers = Peers(settings, lambda: f"127.0.0.1:{self.port}")
         for svc in self.services:
-            svc.register(self.server, ServiceContext(settings, self.databases[svc.name], self.bus))
+            ctx = ServiceContext(settings, self.databases[svc.name], self.bus, policy, self.peers)
+            svc.register(self.server, ctx)
             await self.health.set(svc.full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.extra_handlers:
             self.server.add_generic_rpc_handlers(tuple(self.extra_handlers))
@@ -142,6 +175,8 @@ class Hub:
             await self.health.enter_graceful_shutdown()
         if self.server is not None:
             await self.server.stop(grace)
+        if self.peers is not None:
+            await self.peers.close()
         for db in self.databases.values():
             await db.dispose()
 

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     nats_url: str | None = None
     # Prefix of JetStream stream names, so several hubs can share one NATS.
     stream_prefix: str = Field(default="SYNCMESH", pattern=r"^[A-Za-z0-9_-]+$")
+    # Where other domain services run when not in this process: service name -> host:port.
+    peers: dict[str, str] = Field(default_factory=dict)
     # Which domain services this process hosts.
     services: list[str] = Field(default_factory=lambda: list(DOMAIN_SERVICES))
     # Deadline applied to calls whose caller set none.
@@ -68,6 +70,8 @@ class Settings(BaseSettings):
     # How often health probes the databases and NATS.
     health_interval_seconds: float = Field(default=2.0, gt=0)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    # System-of-record policy (TOML); None: the shipped default, services/platform/ownership.toml.
+    ownership_policy: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("database_url")
@@ -79,6 +83,13 @@ class Settings(BaseSettings):
         if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
             raise ValueError("must be a postgresql:// URL (leave unset for embedded SQLite)")
         return "postgresql+psycopg://" + url.split("://", 1)[1]
+
+    @field_validator("ownership_policy")
+    @classmethod
+    def _policy_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"ownership policy file {path} does not exist")
+        return path
 
     @field_validator("services")
     @classmethod

@@ -4,6 +4,8 @@
   database so it outlives any broker dedupe window.
 - `outbox`: events written in the same transaction as the state change they
   describe; the relay publishes them to JetStream.
+- `ownership_conflicts`: values a non-owning system offered through a sync,
+  not applied, kept with their reason.
 """
 
 from __future__ import annotations
@@ -52,4 +54,20 @@ outbox = Table(
     Column("publish_time", DateTime(timezone=True), nullable=True),
     Index("ix_outbox_unpublished", "publish_time", "seq"),
     Index("ix_outbox_aggregate", "aggregate", "aggregate_seq", unique=True),
+)
+
+ownership_conflicts = Table(
+    "ownership_conflicts",
+    platform_metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("object_type", String(64), nullable=False),
+    Column("object_name", String(255), nullable=False),
+    Column("field", String(128), nullable=False),
+    Column("offered_value", String, nullable=False),
+    Column("current_value", String, nullable=False),
+    Column("source_system", String(64), nullable=False),
+    Column("owner_system", String(64), nullable=False),
+    Column("policy_version", String(64), nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Index("ix_ownership_conflicts_object", "object_name", "seq"),
 )

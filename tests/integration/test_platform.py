@@ -132,7 +132,7 @@ async def test_unimplemented_rpc_says_so(channel: grpc.aio.Channel) -> None:
         assert exc.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.NOT_FOUND)
 
 
-class _Slow(grpc.GenericRpcHandler):
+class _Slow(grpc.GenericRpcHandler):  # type: ignore[misc]
     """A test-only service whose one method sleeps, to exercise the server-side deadline."""
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
