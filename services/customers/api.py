@@ -16,7 +16,7 @@ from services.platform.domain import Origin
 from services.platform.idempotency import idempotent
 from services.platform.interceptors import current_identity
 from services.platform.ownership import OwnershipPolicy
-from services.platform.protoconv import ref_from_proto
+from services.platform.protoconv import required_ref
 from services.platform.server import DomainService, ServiceContext
 
 
@@ -68,14 +68,14 @@ class CustomerServicer(pb_grpc.CustomerServiceServicer):
     async def LookupCustomer(
         self, request: pb.LookupCustomerRequest, context: grpc.aio.ServicerContext
     ) -> pb.Customer:
-        ref = service.require_ref(ref_from_proto(request.external_reference), "external_reference")
+        ref = required_ref(request.external_reference, "external_reference")
         async with self.db.transaction() as session:
             return convert.customer_to_proto(await service.lookup(session, ref))
 
     async def UpsertCustomer(
         self, request: pb.UpsertCustomerRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertCustomerResponse:
-        ref = service.require_ref(ref_from_proto(request.external_reference), "external_reference")
+        ref = required_ref(request.external_reference, "external_reference")
         paths = list(request.update_mask.paths) or convert.present_fields(request.customer)
         changes = convert.changes_from_mask(request.customer, paths)
 

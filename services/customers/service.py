@@ -14,7 +14,7 @@ from services.customers.domain import Customer, Page
 from services.customers.store import FILTERABLE, CustomerRepository
 from services.platform import ownership
 from services.platform.domain import ExternalRef, Origin
-from services.platform.errors import Aborted, FieldViolation, NotFound, invalid
+from services.platform.errors import NotFound, etag_mismatch
 from services.platform.ownership import OwnershipPolicy
 from services.platform.paging import Cursor, decode_token, encode_token, page_size, parse_filter
 
@@ -73,7 +73,7 @@ async def update(
 ) -> tuple[Customer, list[str]]:
     current = await get(session, name)
     if etag and etag != current.etag:
-        raise stale(name, etag, current.etag)
+        raise etag_mismatch(name, etag, current.etag)
     owned_changes = {k: v for k, v in changes.items() if k in OWNED_FIELDS}
     allowed, skipped = await ownership.enforce(
         session,
@@ -89,7 +89,7 @@ async def update(
     updated = replace(updated, revision=current.revision + 1, update_time=_now())
     if not await CustomerRepository(session).save(updated, current.revision):
         latest = await get(session, name)
-        raise stale(name, etag or current.etag, latest.etag)
+        raise etag_mismatch(name, etag or current.etag, latest.etag)
     changed = sorted(k for k, v in changes.items() if getattr(current, k) != v)
     await events.customer_upserted(
         session, updated, created=False, origin=origin, changed_fields=changed, skipped_fields=skipped
@@ -116,14 +116,6 @@ async def upsert(
     return updated, False, skipped
 
 
-def stale(name: str, offered: str, current: str) -> Aborted:
-    return Aborted(
-        "ETAG_MISMATCH",
-        f"{name} changed since it was read (etag {offered}, now {current}); read it again and retry",
-        metadata={"name": name, "etag": current},
-    )
-
-
 async def list_page(session: AsyncSession, size: int, token: str, filter_text: str) -> Page:
     filters = parse_filter(filter_text, frozenset(FILTERABLE))
     limit = page_size(size)
@@ -135,9 +127,3 @@ async def list_page(session: AsyncSession, size: int, token: str, filter_text: s
         rows = rows[:limit]
         next_token = encode_token(Cursor(await repo.position(rows[-1].id)), filter_text)
     return Page(rows, next_token)
-
-
-def require_ref(ref: ExternalRef, field: str) -> ExternalRef:
-    if not ref.system or not ref.external_id:
-        raise invalid([FieldViolation(field, "needs system and external_id", "INVALID_REFERENCE")])
-    return ref

@@ -97,6 +97,15 @@ class Unavailable(DomainError):
     code = ErrorCode.UNAVAILABLE
 
 
+def etag_mismatch(name: str, offered: str, current: str) -> Aborted:
+    """A write based on a stale read (optimistic concurrency): ABORTED, nothing changed."""
+    return Aborted(
+        "ETAG_MISMATCH",
+        f"{name} changed since it was read (etag {offered}, now {current}); read it again and retry",
+        metadata={"name": name, "etag": current},
+    )
+
+
 def invalid(violations: Sequence[FieldViolation], reason: str = "INVALID_REQUEST") -> InvalidArgument:
     """An INVALID_ARGUMENT error listing every field violation."""
     summary = "; ".join(f"{v.field}: {v.description}" for v in violations)

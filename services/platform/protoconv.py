@@ -10,6 +10,7 @@ from google.type import money_pb2
 from syncmesh.common.v1 import common_pb2
 
 from services.platform.domain import ExternalRef, Money
+from services.platform.errors import FieldViolation, invalid
 
 _NANOS = Decimal(1_000_000_000)
 
@@ -31,6 +32,13 @@ def timestamp(dt: datetime) -> timestamp_pb2.Timestamp:
 
 
 def ref_from_proto(msg: common_pb2.ExternalReference) -> ExternalRef:
+    return ExternalRef(msg.system, msg.external_id)
+
+
+def required_ref(msg: common_pb2.ExternalReference, field: str) -> ExternalRef:
+    """The reference in `field`, or INVALID_ARGUMENT when system or external_id is empty."""
+    if not msg.system or not msg.external_id:
+        raise invalid([FieldViolation(field, "needs system and external_id", "INVALID_REFERENCE")])
     return ExternalRef(msg.system, msg.external_id)
 
 
