@@ -44,6 +44,7 @@ def make_settings(backend: str, tmp: Path, **overrides: Any) -> Settings:
         "data_dir": tmp,
         "nats_url": NATS_URL,
         "stream_prefix": unique("T").upper(),
+        "subject_root": unique("s"),
         "auth": {"tokens": TOKENS},
         "health_interval_seconds": 0.2,
     }

@@ -12,15 +12,17 @@ import os
 import secrets
 import signal
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 from gateway.app import create_app, start_gateway
+from services.platform.db import database_for
 from services.platform.nats import Bus, EmbeddedNats
+from services.platform.relay import OutboxRelay, RelayGroup
 from services.platform.server import Hub, start_hub
-from services.platform.settings import SYSTEM_IDENTITIES, Settings
+from services.platform.settings import SYSTEM_IDENTITIES, ConfigError, Settings
 
 log = logging.getLogger("syncmesh")
 
@@ -51,11 +53,13 @@ class Running:
     runner: web.AppRunner
     http_port: int
     nats: EmbeddedNats | None = None
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    relays: RelayGroup | None = None
 
     async def stop(self) -> None:
         await self.runner.cleanup()
         await self.hub.stop()
+        if self.relays is not None:
+            await self.relays.stop()
         await self.bus.close()
         if self.nats is not None:
             await self.nats.stop()
@@ -72,6 +76,10 @@ async def start(settings: Settings) -> Running:
     try:
         bus = await Bus.connect(nats_url)
         hub = await start_hub(settings, bus)
+        relays = None
+        if settings.run_relay:
+            relays = RelayGroup([OutboxRelay(db, bus, settings, name) for name, db in hub.databases.items()])
+            await relays.start()
         runner, http_port = await start_gateway(
             create_app(hub.probe_once), settings.http_host, settings.http_port
         )
@@ -87,7 +95,7 @@ async def start(settings: Settings) -> Running:
         http_port,
         settings.data_dir.resolve(),
     )
-    return Running(hub, bus, runner, http_port, embedded)
+    return Running(hub, bus, runner, http_port, embedded, relays)
 
 
 async def run_until_signalled(settings: Settings) -> None:
@@ -105,3 +113,30 @@ async def run_until_signalled(settings: Settings) -> None:
     log.info("stopping")
     await running.stop()
     print("syncmesh stopped", flush=True)
+
+
+async def run_relays_until_signalled(settings: Settings) -> None:
+    """`syncmesh relay`: only the outbox relays of `settings.services`, as their own process."""
+    nats_url = settings.nats_url
+    embedded_url = settings.data_dir / "nats" / "url"
+    if nats_url is None and embedded_url.is_file():
+        nats_url = embedded_url.read_text().strip()  # the NATS that `syncmesh up` started
+    if nats_url is None:
+        raise ConfigError(
+            "no NATS to publish to: set nats_url (SYNCMESH_NATS_URL) or start `syncmesh up` first"
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    bus = await Bus.connect(nats_url, name="syncmesh-relay")
+    databases = {name: database_for(name, settings) for name in settings.services}
+    relays = RelayGroup([OutboxRelay(db, bus, settings, name) for name, db in databases.items()])
+    await relays.start()
+    print(f"syncmesh relay: publishing the outboxes of {', '.join(databases)} (Ctrl-C stops)", flush=True)
+    await stop.wait()
+    await relays.stop()
+    for db in databases.values():
+        await db.dispose()
+    await bus.close()
+    print("syncmesh relay stopped", flush=True)

@@ -77,6 +77,8 @@ class EmbeddedNats:
                     self.url = json.loads(ports_file.read_text())["nats"][0]
                 except (ValueError, KeyError, IndexError):
                     continue  # written but not complete yet
+                # For processes started beside the hub (e.g. `syncmesh relay`).
+                (self.store_dir / "url").write_text(self.url + "\n")
                 return self.url
             await asyncio.sleep(0.05)
         await self.stop()

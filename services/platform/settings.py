@@ -61,6 +61,19 @@ class Settings(BaseSettings):
     nats_url: str | None = None
     # Prefix of JetStream stream names, so several hubs can share one NATS.
     stream_prefix: str = Field(default="SYNCMESH", pattern=r"^[A-Za-z0-9_-]+$")
+    # First token of every event subject: <subject_root>.<domain>.<object>.<verb>.
+    subject_root: str = Field(default="syncmesh", pattern=r"^[A-Za-z0-9_-]+$")
+    # Stream replicas: 1 on one server, 3 on a cluster.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    # JetStream dedupes a re-published event (same Nats-Msg-Id) within this window. It must
+    # outlast the relay's retry horizon: the longest a relay may be down between publishing
+    # a batch and marking it published.
+    duplicate_window_seconds: float = Field(default=600, gt=0)
+    # Outbox relay: rows per batch and how long to sleep when the outbox is empty.
+    relay_batch_size: int = Field(default=500, ge=1, le=10_000)
+    relay_poll_seconds: float = Field(default=0.05, gt=0)
+    # Whether `syncmesh up` runs the outbox relays in-process (else run `syncmesh relay`).
+    run_relay: bool = True
     # Where other domain services run when not in this process: service name -> host:port.
     peers: dict[str, str] = Field(default_factory=dict)
     # Which domain services this process hosts.

@@ -286,3 +286,17 @@ class ListCreditMemosResponse(_message.Message):
     credit_memos: _containers.RepeatedCompositeFieldContainer[CreditMemo]
     next_page_token: str
     def __init__(self, credit_memos: _Optional[_Iterable[_Union[CreditMemo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RecordInvoicePaymentRequest(_message.Message):
+    __slots__ = ("invoice", "payment", "customer", "amount", "request_id")
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    invoice: str
+    payment: str
+    customer: str
+    amount: _money_pb2.Money
+    request_id: str
+    def __init__(self, invoice: _Optional[str] = ..., payment: _Optional[str] = ..., customer: _Optional[str] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...

@@ -72,6 +72,11 @@ class InvoiceServiceStub:
                 request_serializer=syncmesh_dot_invoices_dot_v1_dot_invoices__pb2.ListCreditMemosRequest.SerializeToString,
                 response_deserializer=syncmesh_dot_invoices_dot_v1_dot_invoices__pb2.ListCreditMemosResponse.FromString,
                 _registered_method=True)
+        self.RecordInvoicePayment = channel.unary_unary(
+                '/syncmesh.invoices.v1.InvoiceService/RecordInvoicePayment',
+                request_serializer=syncmesh_dot_invoices_dot_v1_dot_invoices__pb2.RecordInvoicePaymentRequest.SerializeToString,
+                response_deserializer=syncmesh_dot_invoices_dot_v1_dot_invoices__pb2.Invoice.FromString,
+                _registered_method=True)
 
 
 class InvoiceServiceServicer:
@@ -139,6 +144,31 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordInvoicePayment(self, request, context):
+        """Records (part of) a payment against a posted invoice: reduces its
+        `open_amount`, adds to its `paid_amount`, and moves it to PARTIALLY_PAID,
+        or PAID when nothing remains open. Called by the payment service when it
+        applies a payment; the invoice service alone changes open amounts, so the
+        check and the reduction are one transaction. Idempotent on `request_id`:
+        a retry with the same key and request returns the first result and
+        reduces the invoice once. Fails with:
+
+        * NOT_FOUND, reason `INVOICE_NOT_FOUND`: the invoice does not exist;
+        * INVALID_ARGUMENT, reason `AMOUNT_NOT_POSITIVE`: `amount` is not more
+        than zero;
+        * INVALID_ARGUMENT, reason `CURRENCY_MISMATCH`: `amount` is not in the
+        invoice's currency;
+        * FAILED_PRECONDITION, reason `INVOICE_NOT_POSTED`: the invoice is DRAFT
+        or VOID;
+        * FAILED_PRECONDITION, reason `CUSTOMER_MISMATCH`: the invoice belongs to
+        another customer than `customer`;
+        * FAILED_PRECONDITION, reason `AMOUNT_EXCEEDS_OPEN_AMOUNT`: `amount` is
+        more than the invoice's `open_amount`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InvoiceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -176,6 +206,11 @@ def add_InvoiceServiceServicer_to_server(servicer, server):
                     servicer.ListCreditMemos,
                     request_deserializer=syncmesh_dot_invoices_dot_v1_dot_invoices__pb2.ListCreditMemosRequest.FromString,
                     response_serializer=syncmesh_dot_invoices_dot_v1_dot_invoices__pb2.ListCreditMemosResponse.SerializeToString,
+            ),
+            'RecordInvoicePayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordInvoicePayment,
+                    request_deserializer=syncmesh_dot_invoices_dot_v1_dot_invoices__pb2.RecordInvoicePaymentRequest.FromString,
+                    response_serializer=syncmesh_dot_invoices_dot_v1_dot_invoices__pb2.Invoice.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -370,6 +405,33 @@ class InvoiceService:
             '/syncmesh.invoices.v1.InvoiceService/ListCreditMemos',
             syncmesh_dot_invoices_dot_v1_dot_invoices__pb2.ListCreditMemosRequest.SerializeToString,
             syncmesh_dot_invoices_dot_v1_dot_invoices__pb2.ListCreditMemosResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordInvoicePayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/syncmesh.invoices.v1.InvoiceService/RecordInvoicePayment',
+            syncmesh_dot_invoices_dot_v1_dot_invoices__pb2.RecordInvoicePaymentRequest.SerializeToString,
+            syncmesh_dot_invoices_dot_v1_dot_invoices__pb2.Invoice.FromString,
             options,
             channel_credentials,
             insecure,
