@@ -1,0 +1,1 @@
+"""syncmesh benchmarks: `make bench` (python -m bench). Results in bench/results.json and bench/RESULTS.md."""
