@@ -8,9 +8,36 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import grpc
 from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.platform.settings import Settings
 
 HealthReport = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def grpc_health_report(settings: Settings) -> HealthReport:
+    """Health of each service in `settings.services`, asked over gRPC where it runs (settings.peers)."""
+    from services.platform.server import load_service
+
+    names = {name: load_service(name).full_name for name in settings.services}
+
+    async def report() -> dict[str, bool]:
+        result = {}
+        for name, full_name in names.items():
+            address = settings.peers.get(name) or f"{settings.grpc_host}:{settings.grpc_port}"
+            try:
+                async with grpc.aio.insecure_channel(address) as channel:
+                    reply = await health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(service=full_name), timeout=2
+                    )
+                result[name] = reply.status == health_pb2.HealthCheckResponse.SERVING
+            except grpc.aio.AioRpcError:
+                result[name] = False
+        return result
+
+    return report
 
 
 def create_app(health_report: HealthReport) -> web.Application:

@@ -6,7 +6,6 @@ catalog messages yet.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -32,7 +31,15 @@ from services.platform import ownership
 from services.platform.domain import ExternalRef, Money, Origin
 from services.platform.errors import FieldViolation, etag_mismatch, invalid
 from services.platform.ownership import OwnershipPolicy
-from services.platform.paging import Cursor, decode_token, encode_token, page_size, parse_filter
+from services.platform.paging import (
+    Cursor,
+    bool_filter_value,
+    decode_token,
+    encode_token,
+    enum_filter_value,
+    page_size,
+    parse_filter,
+)
 
 T = TypeVar("T")
 
@@ -137,10 +144,10 @@ async def list_products(session: AsyncSession, size: int, token: str, filter_tex
     filters = _filters(
         filter_text,
         {
-            "active": _bool,
-            "product_type": _enum_value(ProductType, "PRODUCT_TYPE_"),
-            "legal_entity": str,
-            "sku": str,
+            "active": bool_filter_value,
+            "product_type": _enum(ProductType, "PRODUCT_TYPE_"),
+            "legal_entity": _text,
+            "sku": _text,
         },
     )
     repo = CatalogRepository(session)
@@ -217,9 +224,9 @@ async def list_prices(
     filters = _filters(
         filter_text,
         {
-            "active": _bool,
-            "pricing_model": _enum_value(PricingModel, "PRICING_MODEL_"),
-            "unit_amount.currency_code": str,
+            "active": bool_filter_value,
+            "pricing_model": _enum(PricingModel, "PRICING_MODEL_"),
+            "unit_amount.currency_code": _text,
         },
     )
     repo = CatalogRepository(session)
@@ -339,7 +346,7 @@ async def list_mappings(
         product_id, price_id = await _product_scope(session, parent), None
     else:
         product_id, price_id = await _price_scope(session, parent)
-    filters = _filters(filter_text, {"external_reference.system": str})
+    filters = _filters(filter_text, {"external_reference.system": _text})
     repo = CatalogRepository(session)
     return await _page(
         lambda after, limit: repo.page_mappings(
@@ -413,43 +420,24 @@ async def resolve_external(
 
 # --- lists ------------------------------------------------------------------------------
 
-# `field = value` with a bare value (`active = true`, `product_type = SUBSCRIPTION`), as the
-# contract's filter examples are written; the platform parser wants quoted values.
-_BARE_TERM = re.compile(r"^\s*([a-z_][a-z0-9_.]*)\s*=\s*([A-Za-z0-9_\-]+)\s*$")
+# A filter field's converter: (field, value as written) -> the value the repository compares.
+_Convert = Callable[[str, str], Any]
 
 
-def _filters(text: str, converters: dict[str, Callable[[str], Any]]) -> dict[str, Any]:
+def _filters(text: str, converters: dict[str, _Convert]) -> dict[str, Any]:
     """Parse a filter of `field = value` terms joined by AND; values quoted or bare."""
-    terms = re.split(r"\s+AND\s+", text.strip()) if text.strip() else []
-    quoted = [_BARE_TERM.sub(r'\1 = "\2"', term) for term in terms]
-    raw = parse_filter(" AND ".join(quoted), frozenset(converters))
-    return {key: converters[key](value) for key, value in raw.items()}
+    raw = parse_filter(text, frozenset(converters))
+    return {key: converters[key](key, value) for key, value in raw.items()}
 
 
-def _bad_filter(description: str) -> Exception:
-    return invalid([FieldViolation("filter", description, "INVALID_FILTER")])
+def _text(field: str, value: str) -> str:
+    return value
 
 
-def _bool(value: str) -> bool:
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise _bad_filter(f"{value!r} is not true or false")
-
-
-E = TypeVar("E", bound=Enum)
-
-
-def _enum_value(enum_type: type[E], prefix: str) -> Callable[[str], str]:
+def _enum(enum_type: type[Enum], prefix: str) -> _Convert:
     """An enum filter value (`SUBSCRIPTION` or `PRODUCT_TYPE_SUBSCRIPTION`) -> the stored value."""
-    known = {m.value for m in enum_type if m.value != "UNSPECIFIED"}
-
-    def convert(value: str) -> str:
-        short = value.upper().removeprefix(prefix)
-        if short not in known:
-            raise _bad_filter(f"{value!r} is not one of {', '.join(sorted(known))}")
-        return short
-
-    return convert
+    known = {str(m.value) for m in enum_type if m.value != "UNSPECIFIED"}
+    return lambda field, value: enum_filter_value(field, value, prefix, known)
 
 
 async def _page(

@@ -108,6 +108,7 @@ class CustomerServicer(pb_grpc.CustomerServiceServicer):
                 )
                 for p in problems
             ],
+            customer=convert.customer_to_proto(customer),
         )
 
 

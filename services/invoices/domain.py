@@ -418,6 +418,12 @@ def needs_terms(invoice: Invoice) -> bool:
 
 def post(invoice: Invoice, now: datetime, invoice_number: str, terms: str | None) -> Invoice:
     """DRAFT -> POSTED: numbered, dated, amounts frozen."""
+    if invoice.status in POSTED_STATUSES:
+        raise FailedPrecondition(
+            "INVOICE_ALREADY_POSTED",
+            f"{invoice.name} is already posted ({invoice.status.value}) as {invoice.invoice_number}",
+            metadata={"name": invoice.name, "status": invoice.status.value},
+        )
     if invoice.status is not InvoiceStatus.DRAFT:
         raise FailedPrecondition(
             "INVOICE_NOT_DRAFT",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +23,16 @@ from services.invoices.domain import (
 from services.invoices.store import CREDIT_MEMO_FILTERS, INVOICE_FILTERS, InvoiceRepository
 from services.platform import ownership
 from services.platform.domain import Money, Origin
-from services.platform.errors import FieldViolation, etag_mismatch, invalid
+from services.platform.errors import etag_mismatch
 from services.platform.ownership import OwnershipPolicy
-from services.platform.paging import Cursor, decode_token, encode_token, page_size, parse_filter
+from services.platform.paging import (
+    Cursor,
+    decode_token,
+    encode_token,
+    normalize_enum_filter,
+    page_size,
+    parse_filter,
+)
 
 # The invoice fields a caller offers on create (everything else is computed by the server).
 _OFFERED_INVOICE_FIELDS = (
@@ -169,37 +175,10 @@ async def issue_credit_memo(
 
 # --- lists --------------------------------------------------------------------------------------
 
-_BARE_TERM = re.compile(r"^\s*([a-z_][a-z0-9_.]*)\s*=\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
-
-
-def _quote_bare_values(text: str) -> str:
-    """Accept the contract's `status = POSTED` (a bare enum value) as `status = "POSTED"`."""
-    if not text.strip():
-        return text
-    terms = re.split(r"\s+AND\s+", text.strip())
-    return " AND ".join(
-        f'{m.group(1)} = "{m.group(2)}"' if (m := _BARE_TERM.match(term)) else term for term in terms
-    )
-
-
-def _enum_filter(filters: dict[str, str], key: str, prefix: str, allowed: set[str]) -> None:
-    if key not in filters:
-        return
-    value = filters[key].removeprefix(prefix)
-    if value not in allowed:
-        raise invalid(
-            [FieldViolation("filter", f"{key} must be one of {', '.join(sorted(allowed))}", "INVALID_FILTER")]
-        )
-    filters[key] = value
-
-
-def _page_filters(filter_text: str, allowed: frozenset[str]) -> dict[str, str]:
-    return parse_filter(_quote_bare_values(filter_text), allowed)
-
 
 async def list_page(session: AsyncSession, size: int, token: str, filter_text: str) -> InvoicePage:
-    filters = _page_filters(filter_text, frozenset(INVOICE_FILTERS))
-    _enum_filter(filters, "status", "INVOICE_STATUS_", {s.value for s in InvoiceStatus})
+    filters = parse_filter(filter_text, frozenset(INVOICE_FILTERS))
+    normalize_enum_filter(filters, "status", "INVOICE_STATUS_", {s.value for s in InvoiceStatus})
     limit = page_size(size)
     cursor = decode_token(token, filter_text)
     repo = InvoiceRepository(session)
@@ -217,9 +196,9 @@ async def list_credit_memos(
     invoice_id = domain.parse_parent(parent)
     if invoice_id is not None:
         await _load(session, parent, "parent")  # NOT_FOUND for an unknown invoice
-    filters = _page_filters(filter_text, frozenset(CREDIT_MEMO_FILTERS))
-    _enum_filter(filters, "status", "CREDIT_MEMO_STATUS_", {s.value for s in CreditMemoStatus})
-    _enum_filter(filters, "reason", "CREDIT_MEMO_REASON_", {r.value for r in CreditMemoReason})
+    filters = parse_filter(filter_text, frozenset(CREDIT_MEMO_FILTERS))
+    normalize_enum_filter(filters, "status", "CREDIT_MEMO_STATUS_", {s.value for s in CreditMemoStatus})
+    normalize_enum_filter(filters, "reason", "CREDIT_MEMO_REASON_", {r.value for r in CreditMemoReason})
     limit = page_size(size)
     context = f"{parent}\n{filter_text}"
     cursor = decode_token(token, context)

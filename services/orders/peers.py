@@ -1,5 +1,6 @@
-"""The customers port over gRPC: CustomerService.CheckCustomerReadiness (and GetCustomer for the
-legal entity), called on the caller's behalf. Peer failures come back as domain errors."""
+"""The customers port over gRPC: one CustomerService.CheckCustomerReadiness call (its answer carries
+the customer as checked, hence the legal entity), made on the caller's behalf. Peer failures come
+back as domain errors."""
 
 from __future__ import annotations
 
@@ -26,16 +27,11 @@ class GrpcCustomerDirectory:
                 metadata=self._metadata,
                 timeout=self._timeout,
             )
-            if not readiness.ready:
-                return CustomerStanding(customer, False, tuple(p.reason for p in readiness.problems))
-            found = await self._stub.GetCustomer(
-                customers_pb2.GetCustomerRequest(name=customer),
-                metadata=self._metadata,
-                timeout=self._timeout,
-            )
         except grpc.aio.AioRpcError as exc:
             raise peer_error(exc, customer) from None
-        return CustomerStanding(customer, True, (), found.legal_entity)
+        if not readiness.ready:
+            return CustomerStanding(customer, False, tuple(p.reason for p in readiness.problems))
+        return CustomerStanding(customer, True, (), readiness.customer.legal_entity)
 
 
 def peer_error(exc: grpc.aio.AioRpcError, customer: str) -> DomainError:

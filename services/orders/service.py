@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -18,7 +17,14 @@ from services.platform import ownership
 from services.platform.domain import Origin
 from services.platform.errors import AlreadyExists, FieldViolation, etag_mismatch, invalid
 from services.platform.ownership import OwnershipPolicy
-from services.platform.paging import Cursor, decode_token, encode_token, page_size, parse_filter
+from services.platform.paging import (
+    Cursor,
+    decode_token,
+    encode_token,
+    normalize_enum_filter,
+    page_size,
+    parse_filter,
+)
 
 
 class CustomerDirectory(Protocol):
@@ -175,25 +181,13 @@ async def cancel(
     return cancelled
 
 
-# `status = BOOKED`: the contract's filter example leaves enum values unquoted.
-_BARE_VALUE = re.compile(r"(\b[a-z_][a-z0-9_.]*\s*=\s*)([A-Za-z_][A-Za-z0-9_]*)(?=\s*$|\s+AND\s)")
-
-
 def _filters(text: str) -> dict[str, str]:
-    filters = parse_filter(_BARE_VALUE.sub(r'\1"\2"', text), frozenset(FILTERABLE))
-
-    def bad(description: str) -> Exception:
-        return invalid([FieldViolation("filter", description, "INVALID_FILTER")])
-
-    if "status" in filters:
-        status = filters["status"].upper().removeprefix("ORDER_STATUS_")
-        if status not in OrderStatus.__members__:
-            raise bad(f"status must be one of {', '.join(OrderStatus.__members__)}")
-        filters["status"] = status
+    filters = parse_filter(text, frozenset(FILTERABLE))
+    normalize_enum_filter(filters, "status", "ORDER_STATUS_", {s.value for s in OrderStatus})
     if "quote" in filters:
         prefix, _, quote_id = filters["quote"].partition("/")
         if prefix != "quotes" or not quote_id or "/" in quote_id:
-            raise bad("quote must look like quotes/{quote}")
+            raise invalid([FieldViolation("filter", "quote must look like quotes/{quote}", "INVALID_FILTER")])
         filters["quote"] = quote_id
     return filters
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 
@@ -20,9 +19,16 @@ from services.payments.domain import (
 from services.payments.store import FILTERABLE, PaymentRepository
 from services.platform import ownership
 from services.platform.domain import Money, Origin
-from services.platform.errors import FieldViolation, etag_mismatch, invalid
+from services.platform.errors import etag_mismatch
 from services.platform.ownership import OwnershipPolicy
-from services.platform.paging import Cursor, decode_token, encode_token, page_size, parse_filter
+from services.platform.paging import (
+    Cursor,
+    decode_token,
+    encode_token,
+    normalize_enum_filter,
+    page_size,
+    parse_filter,
+)
 
 _OFFERED_FIELDS = (
     "customer",
@@ -105,34 +111,10 @@ async def apply(
     return updated, made
 
 
-_BARE_TERM = re.compile(r"^\s*([a-z_][a-z0-9_.]*)\s*=\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
-
-
-def _quote_bare_values(text: str) -> str:
-    """Accept the contract's `status = UNAPPLIED` (a bare enum value) as `status = "UNAPPLIED"`."""
-    if not text.strip():
-        return text
-    terms = re.split(r"\s+AND\s+", text.strip())
-    return " AND ".join(
-        f'{m.group(1)} = "{m.group(2)}"' if (m := _BARE_TERM.match(term)) else term for term in terms
-    )
-
-
-def _enum_filter(filters: dict[str, str], key: str, prefix: str, allowed: set[str]) -> None:
-    if key not in filters:
-        return
-    value = filters[key].removeprefix(prefix)
-    if value not in allowed:
-        raise invalid(
-            [FieldViolation("filter", f"{key} must be one of {', '.join(sorted(allowed))}", "INVALID_FILTER")]
-        )
-    filters[key] = value
-
-
 async def list_page(session: AsyncSession, size: int, token: str, filter_text: str) -> PaymentPage:
-    filters = parse_filter(_quote_bare_values(filter_text), frozenset(FILTERABLE))
-    _enum_filter(filters, "status", "PAYMENT_STATUS_", {s.value for s in PaymentStatus})
-    _enum_filter(filters, "method", "PAYMENT_METHOD_", {m.value for m in PaymentMethod})
+    filters = parse_filter(filter_text, frozenset(FILTERABLE))
+    normalize_enum_filter(filters, "status", "PAYMENT_STATUS_", {s.value for s in PaymentStatus})
+    normalize_enum_filter(filters, "method", "PAYMENT_METHOD_", {m.value for m in PaymentMethod})
     limit = page_size(size)
     cursor = decode_token(token, filter_text)
     repo = PaymentRepository(session)

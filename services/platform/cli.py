@@ -6,11 +6,21 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from services.platform.nats import NatsStartError
 from services.platform.settings import ConfigError, Settings, load_settings
+
+config_option = click.option(
+    "--config", "config", type=click.Path(dir_okay=False), help="TOML config file (or SYNCMESH_CONFIG)."
+)
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where SQLite files and NATS data live.",
+)
 
 
 def _settings(config: str | None, **overrides: object) -> Settings:
@@ -21,29 +31,20 @@ def _settings(config: str | None, **overrides: object) -> Settings:
         sys.exit(2)
 
 
-@click.group()
-@click.version_option(package_name="syncmesh")
-def main() -> None:
-    """syncmesh: keep CRM, subscription billing and ERP in sync, quote to cash."""
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-@main.command()
-@click.option(
-    "--config", "config", type=click.Path(dir_okay=False), help="TOML config file (or SYNCMESH_CONFIG)."
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where SQLite files and NATS data live.",
-)
-@click.option("--grpc-port", type=int, help="gRPC port for every domain service (default 50051).")
-@click.option("--http-port", type=int, help="HTTP port for the gateway (default 8080).")
-def up(config: str | None, data_dir: Path | None, grpc_port: int | None, http_port: int | None) -> None:
-    """Run the hub: NATS (embedded unless SYNCMESH_NATS_URL is set), all services and the gateway."""
-    settings = _settings(config, data_dir=data_dir, grpc_port=grpc_port, http_port=http_port)
+def _run(settings: Settings, roles: set[str], name: str) -> None:
+    from services.platform.hub import run_until_signalled
+
     _logging(settings)
     try:
-        asyncio.run(_up(settings))
+        asyncio.run(run_until_signalled(settings, frozenset(roles), name))
+    except ConfigError as exc:
+        click.echo(f"syncmesh: {exc}", err=True)
+        sys.exit(2)
     except NatsStartError as exc:
         click.echo(f"syncmesh: cannot start NATS: {exc}", err=True)
         sys.exit(1)
@@ -52,39 +53,68 @@ def up(config: str | None, data_dir: Path | None, grpc_port: int | None, http_po
         sys.exit(1)
 
 
+@click.group()
+@click.version_option(package_name="syncmesh")
+def main() -> None:
+    """syncmesh: keep CRM, subscription billing and ERP in sync, quote to cash."""
+
+
 @main.command()
-@click.option(
-    "--config", "config", type=click.Path(dir_okay=False), help="TOML config file (or SYNCMESH_CONFIG)."
-)
-@click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the SQLite files live."
-)
+@config_option
+@data_dir_option
+@click.option("--grpc-port", type=int, help="gRPC port for every domain service (default 50051).")
+@click.option("--http-port", type=int, help="HTTP port for the gateway (default 8080).")
+def up(config: str | None, data_dir: Path | None, grpc_port: int | None, http_port: int | None) -> None:
+    """Run the whole hub in one process: NATS (embedded unless SYNCMESH_NATS_URL is set),
+    every domain service, the outbox relays and the gateway."""
+    _run(
+        _settings(config, data_dir=data_dir, grpc_port=grpc_port, http_port=http_port),
+        {"grpc", "relay", "http"},
+        "up",
+    )
+
+
+@main.command()
+@config_option
+@data_dir_option
+@click.option("--grpc-port", type=int, help="gRPC port (default 50051).")
+@click.option("--service", "services", multiple=True, help="A domain service to host (repeat; default all).")
+def serve(
+    config: str | None, data_dir: Path | None, grpc_port: int | None, services: tuple[str, ...]
+) -> None:
+    """Serve domain services over gRPC, with their outbox relays unless run_relay = false.
+
+    For the multi-process topology: needs nats_url (SYNCMESH_NATS_URL); other services
+    are reached through `peers`.
+    """
+    overrides: dict[str, Any] = {"data_dir": data_dir, "grpc_port": grpc_port}
+    if services:
+        overrides["services"] = list(services)
+    settings = _settings(config, **overrides)
+    if settings.nats_url is None:
+        click.echo("syncmesh: serve needs nats_url (SYNCMESH_NATS_URL); `syncmesh up` embeds NATS", err=True)
+        sys.exit(2)
+    _run(settings, {"grpc", "relay"}, "serve")
+
+
+@main.command()
+@config_option
+@data_dir_option
 def relay(config: str | None, data_dir: Path | None) -> None:
     """Run only the outbox relays (publish committed events to JetStream), as their own process.
 
-    Run `syncmesh up` with run_relay = false (SYNCMESH_RUN_RELAY=false) beside it, or
-    several relays for redundancy: they take turns, and never publish a row twice.
+    Beside `syncmesh up` or `serve` with run_relay = false, or as extra relays for
+    redundancy: relays take turns and never publish a row twice.
     """
-    settings = _settings(config, data_dir=data_dir)
-    _logging(settings)
-    from services.platform.hub import run_relays_until_signalled
-
-    try:
-        asyncio.run(run_relays_until_signalled(settings))
-    except ConfigError as exc:
-        click.echo(f"syncmesh: {exc}", err=True)
-        sys.exit(2)
+    _run(_settings(config, data_dir=data_dir), {"relay"}, "relay")
 
 
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-async def _up(settings: Settings) -> None:
-    from services.platform.hub import run_until_signalled
-
-    await run_until_signalled(settings)
+@main.command()
+@config_option
+@click.option("--http-port", type=int, help="HTTP port (default 8080).")
+def gateway(config: str | None, http_port: int | None) -> None:
+    """Run only the HTTP gateway; it reaches the domain services through `peers`."""
+    _run(_settings(config, http_port=http_port), {"http"}, "gateway")
 
 
 if __name__ == "__main__":

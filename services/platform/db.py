@@ -70,6 +70,11 @@ class Database:
             command.upgrade(cfg, "head")
 
         async with self.engine.begin() as conn:
+            if self.schema is not None:
+                # Replicas of one service may start together: one migrates, the others wait.
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"migrate:{self.schema}"}
+                )
             await conn.run_sync(upgrade)
 
     async def migrate_all(self, versions_dir: Path | None, metadata: MetaData | None = None) -> None:
@@ -95,7 +100,10 @@ class Database:
 def _create_engine(url: str, schema: str | None) -> AsyncEngine:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
-        kwargs = {"connect_args": {"timeout": 30}}
+        # One connection per process and database: SQLite has one writer at a time anyway,
+        # and queueing in the pool hands the connection over at once, where competing
+        # connections would sleep in SQLite's busy handler (up to 100 ms a try).
+        kwargs = {"connect_args": {"timeout": 30}, "pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
     elif schema is not None:
         kwargs["connect_args"] = {"options": f"-csearch_path={schema}", "connect_timeout": 5}
     engine = create_async_engine(url, **kwargs)

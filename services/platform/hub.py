@@ -1,7 +1,8 @@
-"""`syncmesh up`: the embedded hub in one process.
+"""Process composition: what `syncmesh up`, `serve`, `relay` and `gateway` run.
 
-Starts NATS (embedded unless SYNCMESH_NATS_URL is set), every domain service on
-one gRPC port, and the gateway on the HTTP port; stops it all cleanly.
+`up` is the embedded hub in one process: NATS (embedded unless SYNCMESH_NATS_URL
+is set), every domain service on one gRPC port, the outbox relays and the gateway.
+The other commands run one role each, for the production topology.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import os
 import secrets
 import signal
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
-from gateway.app import create_app, start_gateway
-from services.platform.db import database_for
+from gateway.app import create_app, grpc_health_report, start_gateway
+from services.platform.db import Database, database_for
 from services.platform.nats import Bus, EmbeddedNats
 from services.platform.relay import OutboxRelay, RelayGroup
 from services.platform.server import Hub, start_hub
@@ -48,95 +49,109 @@ def ensure_tokens(settings: Settings) -> Settings:
 
 @dataclass
 class Running:
-    hub: Hub
-    bus: Bus
-    runner: web.AppRunner
-    http_port: int
+    """What one syncmesh process runs: any of gRPC services, relays, the HTTP gateway."""
+
+    settings: Settings
+    hub: Hub | None = None
+    bus: Bus | None = None
+    runner: web.AppRunner | None = None
+    http_port: int = 0
     nats: EmbeddedNats | None = None
     relays: RelayGroup | None = None
+    databases: dict[str, Database] = field(default_factory=dict)
+
+    @property
+    def grpc_port(self) -> int:
+        return self.hub.port if self.hub else 0
+
+    def banner(self) -> str:
+        parts = []
+        if self.hub is not None:
+            parts.append(f"gRPC on {self.settings.grpc_host}:{self.hub.port}")
+        if self.runner is not None:
+            parts.append(f"HTTP on {self.settings.http_host}:{self.http_port}")
+        if self.relays is not None:
+            parts.append(f"relaying {', '.join(r.domain for r in self.relays.relays)}")
+        return ", ".join(parts)
 
     async def stop(self) -> None:
-        await self.runner.cleanup()
-        await self.hub.stop()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.hub is not None:
+            await self.hub.stop()
         if self.relays is not None:
             await self.relays.stop()
-        await self.bus.close()
+        for db in self.databases.values():
+            await db.dispose()
+        if self.bus is not None:
+            await self.bus.close()
         if self.nats is not None:
             await self.nats.stop()
 
 
-async def start(settings: Settings) -> Running:
-    settings = ensure_tokens(settings)
-    embedded: EmbeddedNats | None = None
-    nats_url = settings.nats_url
-    if nats_url is None:
-        embedded = EmbeddedNats(Path(settings.data_dir) / "nats")
-        nats_url = await embedded.start()
-        log.info("embedded NATS with JetStream at %s", nats_url)
+def _nats_url(settings: Settings, *, embedded_ok: bool) -> str | None:
+    if settings.nats_url is not None:
+        return settings.nats_url
+    started = settings.data_dir / "nats" / "url"
+    if not embedded_ok and started.is_file():
+        return started.read_text().strip()  # the NATS that `syncmesh up` started beside us
+    return None
+
+
+async def start(settings: Settings, roles: frozenset[str] = frozenset({"grpc", "relay", "http"})) -> Running:
+    """Start the given roles: "grpc" (domain services), "relay" (outbox relays), "http" (gateway).
+
+    With "grpc" and no nats_url, the hub starts its own NATS server (the embedded default).
+    """
+    running = Running(settings)
     try:
-        bus = await Bus.connect(nats_url)
-        hub = await start_hub(settings, bus)
-        relays = None
-        if settings.run_relay:
-            relays = RelayGroup([OutboxRelay(db, bus, settings, name) for name, db in hub.databases.items()])
-            await relays.start()
-        runner, http_port = await start_gateway(
-            create_app(hub.probe_once), settings.http_host, settings.http_port
-        )
+        if roles & {"grpc", "relay"}:
+            nats_url = _nats_url(settings, embedded_ok="grpc" in roles)
+            if nats_url is None and "grpc" not in roles:
+                raise ConfigError(
+                    "no NATS to use: set nats_url (SYNCMESH_NATS_URL) or start `syncmesh up` first"
+                )
+            if nats_url is None:
+                running.nats = EmbeddedNats(Path(settings.data_dir) / "nats")
+                nats_url = await running.nats.start()
+                log.info("embedded NATS with JetStream at %s", nats_url)
+            running.bus = await Bus.connect(nats_url)
+        if "grpc" in roles:
+            assert running.bus is not None
+            running.hub = await start_hub(ensure_tokens(settings), running.bus)
+        if "relay" in roles and (settings.run_relay or "grpc" not in roles):
+            assert running.bus is not None
+            if running.hub is not None:
+                databases = running.hub.databases
+            else:
+                databases = running.databases = {
+                    name: database_for(name, settings) for name in settings.services
+                }
+            running.relays = RelayGroup(
+                [OutboxRelay(db, running.bus, settings, name) for name, db in databases.items()]
+            )
+            await running.relays.start()
+        if "http" in roles:
+            report = running.hub.probe_once if running.hub is not None else grpc_health_report(settings)
+            running.runner, running.http_port = await start_gateway(
+                create_app(report), settings.http_host, settings.http_port
+            )
     except BaseException:
-        if embedded is not None:
-            await embedded.stop()
+        await running.stop()
         raise
-    log.info(
-        "syncmesh up: gRPC %s:%d, HTTP %s:%d, data in %s",
-        settings.grpc_host,
-        hub.port,
-        settings.http_host,
-        http_port,
-        settings.data_dir.resolve(),
-    )
-    return Running(hub, bus, runner, http_port, embedded, relays)
+    log.info("syncmesh: %s; data in %s", running.banner(), settings.data_dir.resolve())
+    return running
 
 
-async def run_until_signalled(settings: Settings) -> None:
-    running = await start(settings)
-    loop = asyncio.get_running_loop()
+async def run_until_signalled(settings: Settings, roles: frozenset[str], name: str) -> None:
+    """Run `roles` until SIGINT or SIGTERM, then stop cleanly. Prints one line when ready."""
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(
-        f"syncmesh up: gRPC on {settings.grpc_host}:{running.hub.port}, "
-        f"HTTP on {settings.http_host}:{running.http_port} (Ctrl-C stops)",
-        flush=True,
-    )
+    running = await start(settings, roles)
+    print(f"syncmesh {name}: {running.banner()} (Ctrl-C stops)", flush=True)
     await stop.wait()
     log.info("stopping")
     await running.stop()
-    print("syncmesh stopped", flush=True)
-
-
-async def run_relays_until_signalled(settings: Settings) -> None:
-    """`syncmesh relay`: only the outbox relays of `settings.services`, as their own process."""
-    nats_url = settings.nats_url
-    embedded_url = settings.data_dir / "nats" / "url"
-    if nats_url is None and embedded_url.is_file():
-        nats_url = embedded_url.read_text().strip()  # the NATS that `syncmesh up` started
-    if nats_url is None:
-        raise ConfigError(
-            "no NATS to publish to: set nats_url (SYNCMESH_NATS_URL) or start `syncmesh up` first"
-        )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    bus = await Bus.connect(nats_url, name="syncmesh-relay")
-    databases = {name: database_for(name, settings) for name in settings.services}
-    relays = RelayGroup([OutboxRelay(db, bus, settings, name) for name, db in databases.items()])
-    await relays.start()
-    print(f"syncmesh relay: publishing the outboxes of {', '.join(databases)} (Ctrl-C stops)", flush=True)
-    await stop.wait()
-    await relays.stop()
-    for db in databases.values():
-        await db.dispose()
-    await bus.close()
-    print("syncmesh relay stopped", flush=True)
+    print(f"syncmesh {name} stopped", flush=True)

@@ -1,4 +1,4 @@
-"""Opaque page tokens (AIP-158) and simple `field = "value"` filters (AIP-160 subset)."""
+"""Opaque page tokens (AIP-158) and simple `field = value` filters (AIP-160 subset)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,20 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from services.platform.errors import FieldViolation, invalid
+from services.platform.errors import FieldViolation, InvalidArgument, invalid
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
-_TERM = re.compile(r'^\s*([a-z_][a-z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*$')
+# One `field = value` term: a quoted string or a bare token.
+_TERM = re.compile(
+    r'(?P<field>[a-z_][a-z0-9_.]*)\s*=\s*(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[A-Za-z0-9_.:/-]+))'
+)
+_JOIN = re.compile(r"\s+AND\s+")
+_ESCAPE = re.compile(r"\\(.)")
 
 
 @dataclass(frozen=True)
@@ -55,33 +61,66 @@ def decode_token(token: str, context: str) -> Cursor | None:
     return Cursor(position)
 
 
+def _filter_error(description: str) -> InvalidArgument:
+    return invalid([FieldViolation("filter", description, "INVALID_FILTER")])
+
+
 def parse_filter(text: str, allowed: set[str] | frozenset[str]) -> dict[str, str]:
-    """`a = "x" AND b = "y"` -> {"a": "x", "b": "y"}; only `allowed` fields."""
-    if not text.strip():
+    """`a = "x" AND b = y` -> {"a": "x", "b": "y"}; only `allowed` fields.
+
+    A value is a quoted string (`\\"` and `\\\\` escape) or a bare token of letters, digits and
+    `_ . - : /` (`status = POSTED`, `active = true`, `customer = customers/123`). Terms are
+    joined by `AND`; an `AND` inside a quoted value is part of the value.
+    """
+    text = text.strip()
+    if not text:
         return {}
     result: dict[str, str] = {}
-    for term in re.split(r"\s+AND\s+", text.strip()):
-        match = _TERM.match(term)
+    position = 0
+    while True:
+        match = _TERM.match(text, position)
         if match is None:
-            raise invalid(
-                [
-                    FieldViolation(
-                        "filter",
-                        f'cannot parse {term!r}; use field = "value" joined by AND',
-                        "INVALID_FILTER",
-                    )
-                ]
-            )
-        name, value = match.group(1), match.group(2).replace('\\"', '"')
+            term = _JOIN.split(text[position:], maxsplit=1)[0]
+            raise _filter_error(f'cannot parse {term!r}; use field = "value" or field = value joined by AND')
+        name = match.group("field")
+        quoted = match.group("quoted")
+        value = _ESCAPE.sub(r"\1", quoted) if quoted is not None else match.group("bare")
         if name not in allowed:
-            raise invalid(
-                [
-                    FieldViolation(
-                        "filter",
-                        f"cannot filter on {name!r}; allowed: {', '.join(sorted(allowed))}",
-                        "INVALID_FILTER",
-                    )
-                ]
-            )
+            raise _filter_error(f"cannot filter on {name!r}; allowed: {', '.join(sorted(allowed))}")
         result[name] = value
-    return result
+        if match.end() == len(text):
+            return result
+        join = _JOIN.match(text, match.end())
+        if join is None:
+            rest = text[match.end() :].strip()
+            raise _filter_error(
+                f"cannot parse {rest!r} after {match.group(0).strip()!r}; join terms with AND"
+            )
+        position = join.end()
+
+
+def enum_filter_value(field: str, value: str, prefix: str, allowed: Iterable[str]) -> str:
+    """An enum filter value, short (`POSTED`) or full (`INVOICE_STATUS_POSTED`), any case -> `POSTED`.
+
+    `prefix` is the proto enum's value prefix (`INVOICE_STATUS_`); `allowed` the short names the
+    filter accepts. Anything else is INVALID_FILTER.
+    """
+    known = set(allowed)
+    short = value.upper().removeprefix(prefix)
+    if short not in known:
+        raise _filter_error(f"{field} must be one of {', '.join(sorted(known))}, not {value!r}")
+    return short
+
+
+def normalize_enum_filter(filters: dict[str, str], field: str, prefix: str, allowed: Iterable[str]) -> None:
+    """In place: `filters[field]`, when present, through `enum_filter_value`."""
+    if field in filters:
+        filters[field] = enum_filter_value(field, filters[field], prefix, allowed)
+
+
+def bool_filter_value(field: str, value: str) -> bool:
+    """`true` / `false` (any case) -> bool; anything else is INVALID_FILTER."""
+    lowered = value.lower()
+    if lowered not in ("true", "false"):
+        raise _filter_error(f"{field} is true or false, not {value!r}")
+    return lowered == "true"

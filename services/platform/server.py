@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from sqlalchemy import MetaData
 
+from services.ops import api as ops_api
 from services.platform.db import Database, database_for
 from services.platform.interceptors import AuthInterceptor, GuardInterceptor
 from services.platform.nats import Bus
@@ -123,10 +124,13 @@ class Hub:
             ctx = ServiceContext(settings, self.databases[svc.name], self.bus, policy, self.peers)
             svc.register(self.server, ctx)
             await self.health.set(svc.full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        ops_api.register(self.server, self.databases)
+        await self.health.set(ops_api.FULL_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.extra_handlers:
             self.server.add_generic_rpc_handlers(tuple(self.extra_handlers))
         reflection.enable_server_reflection(
             [svc.full_name for svc in self.services]
+            + [ops_api.FULL_NAME]
             + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.server,
         )
@@ -150,11 +154,13 @@ class Hub:
                 health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
             )
             await self.health.set(svc.full_name, status)
-        overall = all(results.values())
-        await self.health.set(
-            "",
-            health_pb2.HealthCheckResponse.SERVING if overall else health_pb2.HealthCheckResponse.NOT_SERVING,
+        overall = (
+            health_pb2.HealthCheckResponse.SERVING
+            if all(results.values())
+            else health_pb2.HealthCheckResponse.NOT_SERVING
         )
+        await self.health.set("", overall)
+        await self.health.set(ops_api.FULL_NAME, overall)  # ops reads every hosted database
         return results
 
     async def _probe_forever(self) -> None:

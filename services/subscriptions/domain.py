@@ -45,14 +45,6 @@ class Status(enum.Enum):
 FINAL_STATUSES = frozenset({Status.CANCELLED, Status.EXPIRED})
 
 
-def parse_status(text: str) -> Status | None:
-    """`ACTIVE` or `SUBSCRIPTION_STATUS_ACTIVE` -> Status.ACTIVE; None when it names no status."""
-    try:
-        return Status(text.upper().removeprefix("SUBSCRIPTION_STATUS_"))
-    except ValueError:
-        return None
-
-
 class BillingFrequency(enum.Enum):
     UNSPECIFIED = "UNSPECIFIED"
     ONE_TIME = "ONE_TIME"

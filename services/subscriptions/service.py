@@ -9,7 +9,6 @@ an expiry: those change the stored subscription only.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -19,9 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.platform import ownership
 from services.platform.domain import Origin
-from services.platform.errors import FieldViolation, etag_mismatch, invalid
+from services.platform.errors import etag_mismatch
 from services.platform.ownership import OwnershipPolicy
-from services.platform.paging import Cursor, decode_token, encode_token, page_size, parse_filter
+from services.platform.paging import (
+    Cursor,
+    bool_filter_value,
+    decode_token,
+    encode_token,
+    enum_filter_value,
+    page_size,
+    parse_filter,
+)
 from services.subscriptions import domain, events
 from services.subscriptions.domain import Change, Item, Page, Subscription
 from services.subscriptions.store import FILTERABLE, SubscriptionRepository
@@ -171,33 +178,19 @@ async def advance_due(session: AsyncSession, today: date, limit: int = 500) -> l
 
 
 # The contract's filters: `status = ACTIVE`, `customer = "customers/123"`, `order = "orders/9"`,
-# `renewal.auto_renew = true`. Enum and boolean values may be written without quotes.
-_BARE_TERM = re.compile(r"^\s*([a-z_][a-z0-9_.]*)\s*=\s*([A-Za-z0-9_]+)\s*$")
-
-
+# `renewal.auto_renew = true`.
 def _filters(text: str) -> dict[str, Any]:
-    if not text.strip():
-        return {}
-    terms = re.split(r"\s+AND\s+", text.strip())
-    quoted = " AND ".join(_BARE_TERM.sub(r'\1 = "\2"', term) for term in terms)
     typed: dict[str, Any] = {}
-    for key, value in parse_filter(quoted, frozenset(FILTERABLE)).items():
+    for key, value in parse_filter(text, frozenset(FILTERABLE)).items():
         if key == "status":
-            status = domain.parse_status(value)
-            if status is None:
-                raise _bad_filter(f"no status {value!r}; use one of PENDING, ACTIVE, CANCELLED, EXPIRED")
-            typed[key] = status.value
+            typed[key] = enum_filter_value(
+                key, value, "SUBSCRIPTION_STATUS_", {s.value for s in domain.Status}
+            )
         elif key == "renewal.auto_renew":
-            if value.lower() not in ("true", "false"):
-                raise _bad_filter(f"renewal.auto_renew is true or false, not {value!r}")
-            typed[key] = value.lower() == "true"
+            typed[key] = bool_filter_value(key, value)
         else:
             typed[key] = value
     return typed
-
-
-def _bad_filter(description: str) -> Exception:
-    return invalid([FieldViolation("filter", description, "INVALID_FILTER")])
 
 
 async def list_page(session: AsyncSession, size: int, token: str, filter_text: str) -> Page:

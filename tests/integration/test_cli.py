@@ -141,7 +141,7 @@ def test_up_serves_every_service_stops_cleanly_and_keeps_data(data_dir: Path) ->
             assert b'"SERVING"' in reply.read()
     finally:
         code, out = up.stop()
-    assert code == 0 and "syncmesh stopped" in out
+    assert code == 0 and "syncmesh up stopped" in out
     assert (data_dir / "customers.db").is_file() and (data_dir / "nats" / "jetstream").is_dir()
     # The embedded NATS server went with the hub.
     assert _nats_gone(data_dir)

@@ -196,6 +196,7 @@ async def test_readiness_names_what_is_missing_and_who_supplies_it(stub: pb_grpc
         ("LEGAL_ENTITY_MISSING", "erp"),
         ("PAYMENT_TERMS_MISSING", "erp"),
     }
+    assert check.customer == created  # the customer as checked
     await stub.UpdateCustomer(
         pb.UpdateCustomerRequest(
             request_id=request_id(),
@@ -208,6 +209,8 @@ async def test_readiness_names_what_is_missing_and_who_supplies_it(stub: pb_grpc
         pb.CheckCustomerReadinessRequest(name=created.name), metadata=CRM
     )
     assert check.ready and not check.problems
+    current = await stub.GetCustomer(pb.GetCustomerRequest(name=created.name), metadata=CRM)
+    assert check.customer == current and check.customer.legal_entity == "ACME-DE"
 
 
 async def test_api_write_to_a_field_not_owned_is_refused(stub: pb_grpc.CustomerServiceStub) -> None:
@@ -296,3 +299,44 @@ async def test_business_validation_reports_fields(stub: pb_grpc.CustomerServiceS
         assert {v.reason for v in violations} == {"INVALID_CURRENCY", "INVALID_EMAIL", "INVALID_COUNTRY"}
     else:
         raise AssertionError("accepted an invalid customer")
+
+
+async def test_ownership_conflicts_are_listed_through_the_ops_api(
+    stub: pb_grpc.CustomerServiceStub, hub: Hub
+) -> None:
+    from syncmesh.ops.v1 import ops_pb2, ops_pb2_grpc
+
+    ref = common_pb2.ExternalReference(system="salesforce", external_id=unique("acct-"))
+    first = await stub.UpsertCustomer(
+        pb.UpsertCustomerRequest(request_id=request_id(), external_reference=ref, customer=new_customer()),
+        metadata=CRM,
+    )
+    for terms in ("NET45", "NET60", "NET75"):
+        await stub.UpsertCustomer(
+            pb.UpsertCustomerRequest(
+                request_id=request_id(), external_reference=ref, customer=pb.Customer(payment_terms=terms)
+            ),
+            metadata=CRM,
+        )
+    ops = ops_pb2_grpc.OpsServiceStub(grpc.aio.insecure_channel(f"127.0.0.1:{hub.port}"))
+    name_filter = f'object_name = "{first.customer.name}"'
+    offered, token = [], ""
+    while True:
+        page = await ops.ListOwnershipConflicts(
+            ops_pb2.ListOwnershipConflictsRequest(filter=name_filter, page_size=2, page_token=token),
+            metadata=metadata_for("ops"),
+        )
+        offered += [(c.service, c.field, c.offered_value, c.owner_system) for c in page.conflicts]
+        token = page.next_page_token
+        if not token:
+            break
+    assert offered == [
+        ("customers", "payment_terms", '"NET45"', "erp"),
+        ("customers", "payment_terms", '"NET60"', "erp"),
+        ("customers", "payment_terms", '"NET75"', "erp"),
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await ops.ListOwnershipConflicts(
+            ops_pb2.ListOwnershipConflictsRequest(filter='colour = "red"'), metadata=CRM
+        )
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -247,8 +247,8 @@ async def test_post_numbers_dates_and_freezes_the_invoice(
     code, reason, meta = await reason_of(
         stub.PostInvoice(pb.PostInvoiceRequest(request_id=request_id(), name=first.name), metadata=ERP)
     )
-    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "INVOICE_NOT_DRAFT")
-    assert meta["status"] == "POSTED"
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "INVOICE_ALREADY_POSTED")
+    assert meta["status"] == "POSTED" and meta["name"] == first.name
     assert await stub.GetInvoice(pb.GetInvoiceRequest(name=first.name), metadata=ERP) == posted
 
     status = await stub.GetInvoiceStatus(pb.GetInvoiceStatusRequest(name=first.name), metadata=CRM)
@@ -634,6 +634,14 @@ async def test_record_invoice_payment_rules_and_idempotency(stub: pb_grpc.Invoic
     partly = await stub.RecordInvoicePayment(first, metadata=ERP)
     assert partly.status == pb.INVOICE_STATUS_PARTIALLY_PAID
     assert dec(partly.paid_amount) == Decimal("100.00") and dec(partly.open_amount) == Decimal("306.99")
+    code, reason, meta = await reason_of(
+        stub.PostInvoice(pb.PostInvoiceRequest(request_id=request_id(), name=posted.name), metadata=ERP)
+    )
+    assert (code, reason, meta["status"]) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "INVOICE_ALREADY_POSTED",
+        "PARTIALLY_PAID",
+    )
     assert await stub.RecordInvoicePayment(first, metadata=ERP) == partly  # reduced once
     reused = pb.RecordInvoicePaymentRequest()
     reused.CopyFrom(first)
@@ -643,6 +651,15 @@ async def test_record_invoice_payment_rules_and_idempotency(stub: pb_grpc.Invoic
 
     done = await stub.RecordInvoicePayment(pay("306.99"), metadata=ERP)
     assert done.status == pb.INVOICE_STATUS_PAID and dec(done.open_amount) == 0 and done.paid_time.seconds > 0
+    code, reason, meta = await reason_of(
+        stub.PostInvoice(pb.PostInvoiceRequest(request_id=request_id(), name=posted.name), metadata=ERP)
+    )
+    assert (code, reason, meta["status"]) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "INVOICE_ALREADY_POSTED",
+        "PAID",
+    )
+    assert await stub.GetInvoice(pb.GetInvoiceRequest(name=posted.name), metadata=ERP) == done
     code, reason, meta = await reason_of(stub.RecordInvoicePayment(pay("0.01"), metadata=ERP))
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "AMOUNT_EXCEEDS_OPEN_AMOUNT")
     assert meta["open_amount"] == "0.00"

@@ -646,6 +646,62 @@ async def test_downsell_price_change_and_term_extension(
     assert [a.revision for a in order.amendments] == [2, 3, 4]
 
 
+async def test_cancellation_amendment_sets_lines_to_zero(
+    orders: pb_grpc.OrderServiceStub, customers: cpb_grpc.CustomerServiceStub, hub: Hub
+) -> None:
+    customer = await ready_customer(customers)
+    support = quote_line(
+        "L2", product="products/support", price="", discount_percent="", quantity=3, unit_price=money("5")
+    )
+    order = await submit(orders, new_quote(customer, lines=[quote_line(), support]))
+    assert amount(order.totals.net_amount) == Decimal("1475.70")  # 1295.70 seats + 180 support
+
+    # A quantity of 0 passes the contract (OrderLine.quantity is not REQUIRED) for a CANCELLATION...
+    cancelled = await amend(
+        orders, order, pb.AMENDMENT_KIND_CANCELLATION, [order_line(order.lines[1], quantity=0)]
+    )
+    assert cancelled.status == pb.ORDER_STATUS_AMENDED and cancelled.revision == 2
+    assert [(line.line_id, line.quantity) for line in cancelled.lines] == [("L1", 10), ("L2", 0)]
+    assert amount(cancelled.lines[1].net_amount) == 0
+    assert amount(cancelled.totals.net_amount) == Decimal("1295.70")
+    assert amount(cancelled.totals.annual_recurring_amount) == Decimal("1295.70")
+    [amendment] = cancelled.amendments
+    assert amendment.kind == pb.AMENDMENT_KIND_CANCELLATION and list(amendment.line_ids) == ["L2"]
+    assert await orders.GetOrder(pb.GetOrderRequest(name=order.name), metadata=CRM) == cancelled
+    events = await events_for(hub, order.name)
+    assert [s for s, _ in events] == ["orders.order.booked", "orders.order.amended"]
+    assert events[1][1].order == cancelled and events[1][1].amendment == amendment
+
+    # ...but the service refuses it for any other kind, a line already at 0, and the last line.
+    refusals = [
+        (
+            pb.AMENDMENT_KIND_DOWNSELL,
+            cancelled.lines[0],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_QUANTITY",
+        ),
+        (
+            pb.AMENDMENT_KIND_CANCELLATION,
+            cancelled.lines[1],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "AMENDMENT_KIND_MISMATCH",
+        ),
+        (
+            pb.AMENDMENT_KIND_CANCELLATION,
+            cancelled.lines[0],
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "ALL_LINES_CANCELLED",
+        ),
+    ]
+    for kind, line, code, reason in refusals:
+        got = await reason_of(amend(orders, cancelled, kind, [order_line(line, quantity=0)]))
+        assert got[:2] == (code, reason), reason
+        if code is grpc.StatusCode.INVALID_ARGUMENT:
+            assert got[3]["lines[0].quantity"] == reason
+    assert await orders.GetOrder(pb.GetOrderRequest(name=order.name), metadata=CRM) == cancelled
+    assert len(await events_for(hub, order.name)) == 2
+
+
 @pytest.mark.parametrize(
     ("kind", "change", "reason", "violation"),
     [

@@ -39,6 +39,7 @@ async def test_health_serving_for_every_domain_service(channel: grpc.aio.Channel
     for name in FULL_NAMES:
         assert await health_status(channel, name) == health_pb2.HealthCheckResponse.SERVING, name
     assert await health_status(channel, "") == health_pb2.HealthCheckResponse.SERVING
+    assert await health_status(channel, "syncmesh.ops.v1.OpsService") == health_pb2.HealthCheckResponse.SERVING
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await health_status(channel, "syncmesh.nope.v1.NopeService")
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
@@ -54,7 +55,7 @@ async def test_reflection_lists_every_service_and_resolves_their_files(channel: 
         raise AssertionError("no reflection reply")
 
     listed = {s.name for s in (await ask(list_services="")).list_services_response.service}
-    assert set(FULL_NAMES) <= listed
+    assert {*FULL_NAMES, "syncmesh.ops.v1.OpsService"} <= listed
     assert "grpc.health.v1.Health" in listed
     # grpcurl-style discovery: the file defining a service, with its methods.
     reply = await ask(file_containing_symbol="syncmesh.customers.v1.CustomerService")

@@ -120,7 +120,9 @@ def relay_process(settings: Settings, nats_url: str, **env: str) -> subprocess.P
     )
     assert proc.stdout is not None
     ready = proc.stdout.readline()  # printed once its signal handlers are in place
-    assert ready.startswith("syncmesh relay: publishing"), ready + (proc.stderr.read() if proc.stderr else "")
+    assert ready.startswith("syncmesh relay: relaying customers"), ready + (
+        proc.stderr.read() if proc.stderr else ""
+    )
     return proc
 
 

@@ -161,12 +161,14 @@ class CheckCustomerReadinessRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class CheckCustomerReadinessResponse(_message.Message):
-    __slots__ = ("ready", "problems")
+    __slots__ = ("ready", "problems", "customer")
     READY_FIELD_NUMBER: _ClassVar[int]
     PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     ready: bool
     problems: _containers.RepeatedCompositeFieldContainer[ReadinessProblem]
-    def __init__(self, ready: _Optional[bool] = ..., problems: _Optional[_Iterable[_Union[ReadinessProblem, _Mapping]]] = ...) -> None: ...
+    customer: Customer
+    def __init__(self, ready: _Optional[bool] = ..., problems: _Optional[_Iterable[_Union[ReadinessProblem, _Mapping]]] = ..., customer: _Optional[_Union[Customer, _Mapping]] = ...) -> None: ...
 
 class ReadinessProblem(_message.Message):
     __slots__ = ("reason", "field", "owner_system", "description")

@@ -109,8 +109,10 @@ class InvoiceServiceServicer:
     def PostInvoice(self, request, context):
         """Posts a DRAFT invoice to the ledger: it gets its `invoice_number`, its
         amounts are frozen and it becomes POSTED. Fails with ABORTED, reason
-        `ETAG_MISMATCH`, when `etag` is set and stale, and FAILED_PRECONDITION,
-        reason `INVOICE_NOT_DRAFT`, when it is not DRAFT.
+        `ETAG_MISMATCH`, when `etag` is set and stale; FAILED_PRECONDITION, reason
+        `INVOICE_ALREADY_POSTED`, when it is already on the ledger (POSTED,
+        PARTIALLY_PAID or PAID); and FAILED_PRECONDITION, reason
+        `INVOICE_NOT_DRAFT`, when it is VOID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
