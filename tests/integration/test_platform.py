@@ -39,7 +39,9 @@ async def test_health_serving_for_every_domain_service(channel: grpc.aio.Channel
     for name in FULL_NAMES:
         assert await health_status(channel, name) == health_pb2.HealthCheckResponse.SERVING, name
     assert await health_status(channel, "") == health_pb2.HealthCheckResponse.SERVING
-    assert await health_status(channel, "syncmesh.ops.v1.OpsService") == health_pb2.HealthCheckResponse.SERVING
+    assert (
+        await health_status(channel, "syncmesh.ops.v1.OpsService") == health_pb2.HealthCheckResponse.SERVING
+    )
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await health_status(channel, "syncmesh.nope.v1.NopeService")
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
