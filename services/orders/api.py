@@ -13,7 +13,7 @@ from services.orders import convert, domain, service
 from services.orders.peers import GrpcCustomerDirectory
 from services.orders.store import metadata
 from services.platform.domain import Origin
-from services.platform.idempotency import idempotent
+from services.platform.idempotency import idempotent, recorded_response
 from services.platform.interceptors import current_identity
 from services.platform.server import DomainService, ServiceContext, forwarded_auth
 
@@ -35,10 +35,13 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
         reader = convert.Reader()
         quote = convert.quote_from_proto(request.quote, reader)
         domain.raise_violations(reader.problems)
-        customers = self._customers(context)
+        first = await recorded_response(self.db, "SubmitOrder", request, pb.SalesOrder)
+        if first is not None:
+            return first
+        standing = await service.customer_standing(quote, self._customers(context))
 
         async def work(session: Any) -> pb.SalesOrder:
-            _, order = await service.submit(session, quote, _origin(), self.policy, customers)
+            _, order = await service.submit(session, quote, _origin(), self.policy, standing)
             return convert.order_to_proto(order)
 
         return await idempotent(self.db, "SubmitOrder", request, pb.SalesOrder, work)

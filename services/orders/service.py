@@ -36,6 +36,12 @@ class CustomerDirectory(Protocol):
     async def standing(self, customer: str) -> CustomerStanding: ...
 
 
+async def customer_standing(quote: Quote, customers: CustomerDirectory) -> CustomerStanding:
+    """Whether the quote's customer can take orders (validates the quote first: no call for a bad one)."""
+    domain.validate_quote(quote)
+    return await customers.standing(quote.customer)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -45,9 +51,13 @@ async def submit(
     quote: Quote,
     origin: Origin,
     policy: OwnershipPolicy,
-    customers: CustomerDirectory,
+    standing: CustomerStanding,
 ) -> tuple[Quote, Order]:
-    """Store an approved quote and book its order, if the customer is ready and the quote is new."""
+    """Store an approved quote and book its order, if the customer is ready and the quote is new.
+
+    `standing` is the customer's readiness, asked (see `customer_standing`) before the transaction
+    so that no database lock is held across the call to the customers service.
+    """
     domain.validate_quote(quote)
     quote_id, order_id = uuid.uuid4().hex, uuid.uuid4().hex
     quote_name, order_name = domain.quote_name(quote_id), domain.order_name(order_id)
@@ -76,7 +86,6 @@ async def submit(
                 },
             )
 
-    standing = await customers.standing(quote.customer)
     domain.ensure_ready(standing)
     # The order's legal entity is the ERP's (the one it assigned to the customer); a quote
     # naming another one is an offer to change an ERP-owned field.

@@ -32,6 +32,40 @@ def fingerprint(request: Message) -> str:
     return hashlib.sha256(clone.SerializeToString(deterministic=True)).hexdigest()
 
 
+async def _first_response(
+    session: AsyncSession, method: str, request: Message, digest: str, response_type: type[M]
+) -> M | None:
+    """The stored first response for the request's key; None when the key is new."""
+    request_id: str = request.request_id  # type: ignore[attr-defined]
+    row = (
+        await session.execute(
+            select(
+                idempotency_keys.c.method, idempotency_keys.c.fingerprint, idempotency_keys.c.response
+            ).where(idempotency_keys.c.request_id == request_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.method != method or row.fingerprint != digest:
+        raise FailedPrecondition(
+            "IDEMPOTENCY_KEY_REUSED",
+            f"request_id {request_id} was already used for a different request",
+            metadata={"request_id": request_id, "first_method": row.method},
+        )
+    return response_type.FromString(row.response)
+
+
+async def recorded_response(db: Database, method: str, request: Message, response_type: type[M]) -> M | None:
+    """The first response if this request already ran (IDEMPOTENCY_KEY_REUSED if the key ran another).
+
+    For use cases that must call other services before their transaction: look here first,
+    so that a retry replays without calling them again. `idempotent()` checks again inside
+    its transaction, so a race between two first attempts still applies once.
+    """
+    async with db.transaction() as session:
+        return await _first_response(session, method, request, fingerprint(request), response_type)
+
+
 async def idempotent(
     db: Database,
     method: str,
@@ -45,23 +79,9 @@ async def idempotent(
     for attempt in range(2):
         try:
             async with db.transaction() as session:
-                row = (
-                    await session.execute(
-                        select(
-                            idempotency_keys.c.method,
-                            idempotency_keys.c.fingerprint,
-                            idempotency_keys.c.response,
-                        ).where(idempotency_keys.c.request_id == request_id)
-                    )
-                ).first()
-                if row is not None:
-                    if row.method != method or row.fingerprint != digest:
-                        raise FailedPrecondition(
-                            "IDEMPOTENCY_KEY_REUSED",
-                            f"request_id {request_id} was already used for a different request",
-                            metadata={"request_id": request_id, "first_method": row.method},
-                        )
-                    return response_type.FromString(row.response)
+                first = await _first_response(session, method, request, digest, response_type)
+                if first is not None:
+                    return first
                 response = await work(session)
                 await session.execute(
                     insert(idempotency_keys).values(
@@ -74,6 +94,6 @@ async def idempotent(
                 )
                 return response
         except IntegrityError:
-            if attempt:  # the key's row exists now: the loop's next pass answers from it
+            if attempt:  # a concurrent first attempt committed the key: the next pass answers from it
                 raise
     raise AssertionError("unreachable")
