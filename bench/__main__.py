@@ -94,6 +94,13 @@ def write_summary(results: dict[str, Any]) -> None:
         "JetStream) divided by a raw echo unary RPC on the same server and interceptors; 16 calls in",
         "flight from a separate client process; median of alternating rounds. The `_postgres` key is",
         "the same on PostgreSQL.",
+        "",
+        "Where the time goes (measured with py-spy and cProfile on this machine): a SubmitOrder",
+        "costs about 20 ms of CPU in the server process against under 1 ms for the echo. The",
+        "SQL itself is about 3 ms (17 statements on SQLite); the rest is Python overhead spread",
+        "thin over SQLAlchemy statement construction and execution, the asyncio driver hand-offs,",
+        "the nested readiness RPC and proto conversions, with no single hot spot. The 0.6 target",
+        "is not met; see the closing note of the domain-services issue for the options.",
     ]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
