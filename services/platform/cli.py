@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -115,6 +116,69 @@ def relay(config: str | None, data_dir: Path | None) -> None:
 def gateway(config: str | None, http_port: int | None) -> None:
     """Run only the HTTP gateway; it reaches the domain services through `peers`."""
     _run(_settings(config, http_port=http_port), {"http"}, "gateway")
+
+
+@main.group()
+def events() -> None:
+    """The business events on the JetStream streams."""
+
+
+@events.command("tail")
+@config_option
+@data_dir_option
+@click.option("--subject", help="Only these subjects, e.g. 'orders.>' or 'orders.order.booked'.")
+@click.option(
+    "--since", help="Start this far back (10m, 2h, 1d) or at an ISO 8601 time; default: new events only."
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many events.")
+def events_tail(
+    config: str | None, data_dir: Path | None, subject: str | None, since: str | None, limit: int | None
+) -> None:
+    """Follow business events as they are published (Ctrl-C stops). Changes nothing on the streams."""
+    from services.platform.tail import parse_since
+
+    settings = _settings(config, data_dir=data_dir)
+    try:
+        start = parse_since(since) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    nats_url = settings.nats_url or _local_nats_url(settings)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_tail(settings, nats_url, subject, start, limit))
+
+
+def _local_nats_url(settings: Settings) -> str:
+    started = settings.data_dir / "nats" / "url"
+    if not started.is_file():
+        click.echo(
+            "syncmesh: no NATS to read: set nats_url (SYNCMESH_NATS_URL) or start `syncmesh up`", err=True
+        )
+        sys.exit(2)
+    return started.read_text().strip()
+
+
+async def _tail(
+    settings: Settings, nats_url: str, subject: str | None, since: Any, limit: int | None
+) -> None:
+    from rich.console import Console
+
+    from services.platform.nats import Bus
+    from services.platform.tail import tail
+
+    console = Console(highlight=False, soft_wrap=True)
+    bus = await Bus.connect(nats_url, name="syncmesh-tail")
+    seen = 0
+    try:
+        async for event in tail(bus, settings, subject=subject, since=since):
+            console.print(
+                f"{event.time:%Y-%m-%d %H:%M:%S}  [bold]{event.type}[/bold]  {event.aggregate}"
+                f"  #{event.sequence}  [dim]{event.id}  {event.stream}:{event.stream_seq}[/dim]"
+            )
+            seen += 1
+            if limit is not None and seen >= limit:
+                break
+    finally:
+        await bus.close()
 
 
 if __name__ == "__main__":

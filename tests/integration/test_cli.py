@@ -173,3 +173,38 @@ def _nats_gone(data_dir: Path) -> bool:
         else:
             return False
     return True
+
+
+def test_events_tail_shows_what_was_published(data_dir: Path) -> None:
+    up = Up(data_dir)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{up.grpc_port}") as channel:
+            stub = pb_grpc.CustomerServiceStub(channel)
+            auth = (("authorization", f"Bearer {up.token['crm']}"),)
+            names = [
+                stub.CreateCustomer(
+                    pb.CreateCustomerRequest(
+                        request_id=request_id(), customer=pb.Customer(legal_name=f"Tailed {i}")
+                    ),
+                    metadata=auth,
+                    timeout=5,
+                ).name
+                for i in range(3)
+            ]
+        result = subprocess.run(
+            [SYNCMESH, "events", "tail", "--data-dir", str(data_dir), "--since", "1h", "--limit", "3",
+             "--subject", "customers.>"],
+            env=clean_env(), capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.strip().splitlines()
+        assert len(lines) == 3
+        for line, name in zip(lines, names, strict=True):
+            assert "com.syncmesh.customers.customer.upserted.v1" in line and name in line and "#1" in line
+        bad = subprocess.run(
+            [SYNCMESH, "events", "tail", "--data-dir", str(data_dir), "--since", "yesterday-ish"],
+            env=clean_env(), capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert bad.returncode == 2 and "neither a duration" in bad.stderr
+    finally:
+        up.stop()
