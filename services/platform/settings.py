@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     relay_poll_seconds: float = Field(default=0.05, gt=0)
     # Whether `syncmesh up` runs the outbox relays in-process (else run `syncmesh relay`).
     run_relay: bool = True
+    # Event consumers (defaults; each Consumer may override): redelivery wait while a handler
+    # runs silently, deliveries before an event is dead-lettered, retry backoff (exponential
+    # with jitter) and how long an event may stay parked before it is dead-lettered.
+    consumer_ack_wait_seconds: float = Field(default=30.0, gt=0)
+    consumer_max_deliver: int = Field(default=5, ge=1)
+    consumer_backoff_base_seconds: float = Field(default=0.5, gt=0)
+    consumer_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    consumer_max_park_seconds: float = Field(default=3600.0, gt=0)
     # Where other domain services run when not in this process: service name -> host:port.
     peers: dict[str, str] = Field(default_factory=dict)
     # Which domain services this process hosts.

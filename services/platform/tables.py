@@ -71,3 +71,91 @@ ownership_conflicts = Table(
     Column("create_time", DateTime(timezone=True), nullable=False),
     Index("ix_ownership_conflicts_object", "object_name", "seq"),
 )
+
+# Event consumers (services/platform/consumer.py). Every table is keyed by the consumer
+# name, so several consumers share one service database.
+# - `inbox`: events a consumer has applied (dedupe key: consumer + CloudEvents source + id).
+# - `aggregate_positions`: the last applied per-aggregate sequence of each consumer.
+# - `parked_events`: events waiting for a missing predecessor or a prerequisite.
+# - `dead_letters`: events that failed for good, kept for replay or discard.
+
+inbox = Table(
+    "inbox",
+    platform_metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("source", String(255), primary_key=True),
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(255), nullable=False),
+    Column("aggregate", String(255), nullable=False),
+    Column("sequence", BigInteger, nullable=True),
+    Column("stream_sequence", BigInteger, nullable=True),
+    Column("apply_time", DateTime(timezone=True), nullable=False),
+    Column("replays", Integer, nullable=False),  # times applied again by an explicit replay
+    Index("ix_inbox_apply_time", "consumer", "apply_time"),
+)
+
+aggregate_positions = Table(
+    "aggregate_positions",
+    platform_metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("aggregate", String(255), primary_key=True),
+    Column("last_sequence", BigInteger, nullable=False),  # 0: none applied yet
+    Column("apply_time", DateTime(timezone=True), nullable=True),  # when an event of it was last applied
+    Column("update_time", DateTime(timezone=True), nullable=False),
+)
+
+parked_events = Table(
+    "parked_events",
+    platform_metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("consumer", String(100), nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("type", String(255), nullable=False),
+    Column("aggregate", String(255), nullable=False),
+    Column("sequence", BigInteger, nullable=True),
+    Column("reason", String(64), nullable=False),  # SEQUENCE_GAP or the prerequisite's reason
+    Column("waits_for", String(300), nullable=False),  # `<aggregate>#<sequence>` or a resource name
+    Column("detail", String, nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("stream", String(64), nullable=False),
+    Column("stream_sequence", BigInteger, nullable=True),
+    Column("headers", JSON, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("attempts", Integer, nullable=False),  # handler runs and deliveries so far
+    Column("failures", Integer, nullable=False),  # failed runs since it was parked
+    Column("last_error", String, nullable=True),
+    Column("park_time", DateTime(timezone=True), nullable=False),
+    Column("check_time", DateTime(timezone=True), nullable=False),  # last time it was (re)checked
+    Column("retry_time", DateTime(timezone=True), nullable=True),  # after a failure: when to retry
+    Index("ux_parked_events_event", "consumer", "source", "event_id", unique=True),
+    Index("ix_parked_events_waits_for", "consumer", "waits_for"),
+    Index("ix_parked_events_park_time", "consumer", "park_time"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    platform_metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("consumer", String(100), nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("type", String(255), nullable=False),
+    Column("aggregate", String(255), nullable=False),
+    Column("sequence", BigInteger, nullable=True),
+    Column("reason", String(64), nullable=False),
+    Column("last_error", String, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("stream", String(64), nullable=False),
+    Column("stream_sequence", BigInteger, nullable=True),
+    Column("headers", JSON, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("dead_time", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # DEAD, REPLAYED, DISCARDED
+    Column("resolve_time", DateTime(timezone=True), nullable=True),
+    Column("resolution", String, nullable=True),
+    Column("replays", Integer, nullable=False),
+    Index("ux_dead_letters_event", "consumer", "source", "event_id", unique=True),
+    Index("ix_dead_letters_status", "consumer", "status", "id"),
+)
