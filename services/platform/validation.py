@@ -6,7 +6,8 @@ Every request is checked against its descriptor before the servicer runs:
   resource's own required fields are left to the domain: only masked fields change);
 - fields marked OUTPUT_ONLY cannot be set by a caller (no mass assignment),
   neither in the body of a create nor as an `update_mask` path;
-- a `request_id` must be a UUID (AIP-155).
+- a `request_id` must be a UUID (AIP-155);
+- enum fields hold values their enum defines (proto3 enums accept any number on the wire).
 All problems are reported together as BadRequest field violations.
 """
 
@@ -65,6 +66,14 @@ def _walk(message: Message, prefix: str, out: list[FieldViolation], *, top_level
             out.append(FieldViolation(path, "is required", "REQUIRED_FIELD_MISSING"))
         if _OUTPUT_ONLY in behaviors and is_set and not update:
             out.append(FieldViolation(path, "is output only and cannot be set", "OUTPUT_ONLY_FIELD_SET"))
+        if field.type == FieldDescriptor.TYPE_ENUM and is_set:
+            enum, values = field.enum_type, getattr(message, field.name)
+            assert enum is not None
+            for number in values if field.is_repeated else (values,):
+                if number not in enum.values_by_number:
+                    out.append(
+                        FieldViolation(path, f"{number} is not a value of {enum.name}", "INVALID_ENUM_VALUE")
+                    )
         if field.type != FieldDescriptor.TYPE_MESSAGE or not is_set or _is_map(field):
             continue
         if update and top_level and _is_resource(field.message_type):

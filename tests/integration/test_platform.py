@@ -19,7 +19,7 @@ from services.platform.grpc_errors import error_info
 from services.platform.nats import Bus, EmbeddedNats
 from services.platform.server import Hub, load_service, start_hub
 from services.platform.settings import DOMAIN_SERVICES, Settings
-from tests.conftest import PG_URL, make_settings, metadata_for
+from tests.conftest import PG_URL, make_settings, metadata_for, request_id
 
 FULL_NAMES = [load_service(name).full_name for name in DOMAIN_SERVICES]
 
@@ -222,3 +222,20 @@ async def test_health_follows_the_service_database(
         finally:
             conn.execute(f'ALTER SCHEMA "{schema}_away" RENAME TO "{schema}"')
     await wait_for_status(channel, customers, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def test_undefined_enum_numbers_are_refused_before_the_servicer(channel: grpc.aio.Channel) -> None:
+    """proto3 lets any number through the wire; the guard refuses the ones the enum does not define."""
+    stub = pb_grpc.CustomerServiceStub(channel)
+    contact = pb.Contact(display_name="Ann")
+    contact.role = 42  # type: ignore[assignment]
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.CreateCustomer(
+            pb.CreateCustomerRequest(
+                request_id=request_id(), customer=pb.Customer(legal_name="X", contacts=[contact])
+            ),
+            metadata=metadata_for("crm"),
+        )
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _, violations = error_info(exc.value)
+    assert [(v.field, v.reason) for v in violations] == [("customer.contacts[0].role", "INVALID_ENUM_VALUE")]
