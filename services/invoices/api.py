@@ -14,7 +14,7 @@ from services.invoices.customers_client import GrpcCustomerDirectory
 from services.invoices.store import metadata
 from services.platform.db import Database
 from services.platform.domain import Origin
-from services.platform.idempotency import idempotent
+from services.platform.idempotency import idempotent, recorded_response
 from services.platform.interceptors import current_identity
 from services.platform.ownership import OwnershipPolicy
 from services.platform.server import DomainService, Peers, ServiceContext, forwarded_auth
@@ -62,10 +62,13 @@ class InvoiceServicer(pb_grpc.InvoiceServiceServicer):
             context.time_remaining() or self.max_deadline,
         )
 
+        first = await recorded_response(self.db, "PostInvoice", request, pb.Invoice)
+        if first is not None:
+            return first
+        terms = await service.payment_terms_for_posting(self.db, request.name, customers)
+
         async def work(session: Any) -> pb.Invoice:
-            posted = await service.post(
-                session, request.name, request.etag, _origin(), self.policy, customers
-            )
+            posted = await service.post(session, request.name, request.etag, _origin(), self.policy, terms)
             return convert.invoice_to_proto(posted)
 
         return await idempotent(self.db, "PostInvoice", request, pb.Invoice, work)

@@ -22,6 +22,7 @@ from services.invoices.domain import (
 )
 from services.invoices.store import CREDIT_MEMO_FILTERS, INVOICE_FILTERS, InvoiceRepository
 from services.platform import ownership
+from services.platform.db import Database
 from services.platform.domain import Money, Origin
 from services.platform.errors import etag_mismatch
 from services.platform.ownership import OwnershipPolicy
@@ -103,21 +104,32 @@ async def get(session: AsyncSession, name: str) -> Invoice:
     return await _load(session, name)
 
 
+async def payment_terms_for_posting(db: Database, name: str, customers: CustomerDirectory) -> str | None:
+    """The customer's payment terms when posting `name` will need them (a draft with no due date).
+
+    Asked before the posting transaction, so that no lock is held across the call to the
+    customers service. The customer and due date of a draft do not change in between.
+    """
+    async with db.transaction() as session:
+        current = await _load(session, name)
+    if current.status is InvoiceStatus.DRAFT and domain.needs_terms(current):
+        return await customers.payment_terms(current.customer)
+    return None
+
+
 async def post(
     session: AsyncSession,
     name: str,
     etag: str,
     origin: Origin,
     policy: OwnershipPolicy,
-    customers: CustomerDirectory,
+    terms: str | None,
 ) -> Invoice:
+    """DRAFT -> POSTED; `terms` from `payment_terms_for_posting`."""
     current = await _load(session, name, lock=True)
     if etag and etag != current.etag:
         raise etag_mismatch(name, etag, current.etag)
     await _enforce(session, policy, "invoice", name, {"status": InvoiceStatus.POSTED}, origin)
-    terms = None
-    if current.status is InvoiceStatus.DRAFT and domain.needs_terms(current):
-        terms = await customers.payment_terms(current.customer)
     number = ""
     if current.status is InvoiceStatus.DRAFT:
         sequence = await InvoiceRepository(session).next_invoice_number(current.legal_entity)
