@@ -113,7 +113,7 @@ def price_from_proto(msg: pb.Price) -> Price:
                 FieldViolation(
                     "price.unit_amount",
                     "nanos must be within ±999,999,999 and have the sign of units",
-                    "INVALID_AMOUNT",
+                    "INVALID_MONEY",
                 )
             ]
         )

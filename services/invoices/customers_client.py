@@ -1,11 +1,15 @@
-"""The CustomerDirectory port over gRPC: asks the customer service, on the caller's behalf."""
+"""The CustomerDirectory port over gRPC: asks the customer service, on the caller's behalf.
+
+NOT_FOUND or INVALID_ARGUMENT mean "no such customer" (the port answers None); any other
+failure comes back as a domain error (`grpc_errors.peer_error`, with the metadata key `customer`).
+"""
 
 from __future__ import annotations
 
 import grpc
 from syncmesh.customers.v1 import customers_pb2, customers_pb2_grpc
 
-from services.platform.errors import Unavailable
+from services.platform.grpc_errors import peer_error
 
 
 class GrpcCustomerDirectory:
@@ -26,9 +30,5 @@ class GrpcCustomerDirectory:
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 return None
-            raise Unavailable(
-                "CUSTOMER_SERVICE_UNAVAILABLE",
-                f"the customer service did not answer for {customer}: {exc.code().name}",
-                metadata={"customer": customer, "code": exc.code().name},
-            ) from None
+            raise peer_error(exc, "customers", customer=customer) from None
         return str(found.payment_terms)

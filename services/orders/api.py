@@ -63,7 +63,7 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
         self, request: pb.AmendOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.SalesOrder:
         reader = convert.Reader()
-        kind = reader.kind(request.kind, "kind")
+        kind = convert.kind_from_proto(request.kind)
         lines = [reader.line(line, f"lines[{i}]") for i, line in enumerate(request.lines)]
         effective_date = reader.date(request.effective_date, "effective_date")
         domain.raise_violations(reader.problems)

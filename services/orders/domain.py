@@ -405,9 +405,9 @@ def validate_quote(quote: Quote) -> None:
         if ref.system in systems:
             problems.append(
                 FieldViolation(
-                    f"quote.external_references[{i}]",
-                    f"a quote has one reference per system; {ref.system} is repeated",
-                    "DUPLICATE_REFERENCE_SYSTEM",
+                    f"quote.external_references[{i}].system",
+                    f"a quote has one reference per system; {ref.system} is listed twice",
+                    "DUPLICATE_REFERENCE",
                 )
             )
         systems.add(ref.system)

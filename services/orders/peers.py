@@ -1,6 +1,6 @@
 """The customers port over gRPC: one CustomerService.CheckCustomerReadiness call (its answer carries
 the customer as checked, hence the legal entity), made on the caller's behalf. Peer failures come
-back as domain errors."""
+back as domain errors (`grpc_errors.peer_error`, with the metadata key `customer`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import grpc
 from syncmesh.customers.v1 import customers_pb2, customers_pb2_grpc
 
 from services.orders.domain import CustomerStanding
-from services.platform.errors import DomainError, ErrorCode, FieldViolation
-from services.platform.grpc_errors import error_info
+from services.platform.grpc_errors import peer_error
 
 
 class GrpcCustomerDirectory:
@@ -28,29 +27,7 @@ class GrpcCustomerDirectory:
                 timeout=self._timeout,
             )
         except grpc.aio.AioRpcError as exc:
-            raise peer_error(exc, customer) from None
+            raise peer_error(exc, "customers", customer=customer) from None
         if not readiness.ready:
             return CustomerStanding(customer, False, tuple(p.reason for p in readiness.problems))
         return CustomerStanding(customer, True, (), readiness.customer.legal_entity)
-
-
-def peer_error(exc: grpc.aio.AioRpcError, customer: str) -> DomainError:
-    """The customers service's error as ours: same code, reason and metadata (plus the customer)."""
-    info, violations = error_info(exc)
-    code = ErrorCode.__members__.get(exc.code().name, ErrorCode.UNAVAILABLE)
-    if info is None:  # no rich status: the service did not answer (unavailable, deadline)
-        if code not in {ErrorCode.DEADLINE_EXCEEDED, ErrorCode.UNAVAILABLE}:
-            code = ErrorCode.UNAVAILABLE
-        return DomainError(
-            "CUSTOMERS_UNAVAILABLE",
-            f"the customers service did not answer: {exc.details()}",
-            code=code,
-            metadata={"customer": customer},
-        )
-    return DomainError(
-        info.reason,
-        exc.details() or info.reason,
-        code=code,
-        metadata={**info.metadata, "customer": customer},
-        violations=[FieldViolation(v.field, v.description, v.reason) for v in violations],
-    )

@@ -2,7 +2,8 @@
 
 The invoice service's refusal (its canonical code, ErrorInfo reason, metadata and
 field violations) is raised again here as the same DomainError, so the caller of
-ApplyPayment sees the invoice-side rule that refused the application.
+ApplyPayment sees the invoice-side rule that refused the application; no answer is
+PEER_UNAVAILABLE. Both through `grpc_errors.peer_error`, with the metadata key `invoice`.
 """
 
 from __future__ import annotations
@@ -11,11 +12,8 @@ import grpc
 from syncmesh.invoices.v1 import invoices_pb2, invoices_pb2_grpc
 
 from services.platform.domain import Money
-from services.platform.errors import DomainError, ErrorCode, FieldViolation, Unavailable
-from services.platform.grpc_errors import error_info
+from services.platform.grpc_errors import peer_error
 from services.platform.protoconv import money_to_proto
-
-_DOMAIN_CODES = {code.value for code in ErrorCode}
 
 
 class GrpcInvoiceLedger:
@@ -39,22 +37,4 @@ class GrpcInvoiceLedger:
         try:
             await self._stub.RecordInvoicePayment(request, metadata=self._metadata, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
-            raise _domain_error(exc, invoice) from None
-
-
-def _domain_error(exc: grpc.aio.AioRpcError, invoice: str) -> DomainError:
-    code = exc.code()
-    info, violations = error_info(exc)
-    if info is not None and code.name in _DOMAIN_CODES and code.name != "INTERNAL":
-        return DomainError(
-            info.reason,
-            exc.details() or info.reason,
-            metadata=dict(info.metadata),
-            violations=[FieldViolation(v.field, v.description, v.reason) for v in violations],
-            code=ErrorCode(code.name),
-        )
-    return Unavailable(
-        "INVOICE_SERVICE_UNAVAILABLE",
-        f"the invoice service could not record the payment on {invoice} ({code.name}); retry with the same request_id",
-        metadata={"invoice": invoice, "code": code.name},
-    )
+            raise peer_error(exc, "invoices", invoice=invoice) from None

@@ -6,7 +6,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from services.platform.errors import ERROR_DOMAIN, DomainError, ErrorCode
+from services.platform.errors import ERROR_DOMAIN, DomainError, ErrorCode, FieldViolation
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -66,3 +66,32 @@ def error_info(
             detail.Unpack(bad)
             violations.extend(bad.field_violations)
     return info, violations
+
+
+def peer_error(exc: grpc.aio.AioRpcError, service: str, **metadata: str) -> DomainError:
+    """A failed call to another domain service (`service`, e.g. "customers") as our own error.
+
+    When the peer answered with a rich status (its own DomainError), that error is relayed:
+    the same code, reason, message, metadata and field violations, with `metadata` added
+    (a key the peer set keeps the peer's value). Without one (the peer could not be reached,
+    the call ran out of time, UNIMPLEMENTED, ...) the reason is PEER_UNAVAILABLE: code
+    DEADLINE_EXCEEDED when the call timed out, else UNAVAILABLE; metadata `service` plus
+    `metadata`. The caller retries with the same request_id.
+    """
+    status = exc.code()
+    info, violations = error_info(exc)
+    if info is not None and status.name in ErrorCode.__members__:
+        return DomainError(
+            info.reason,
+            exc.details() or info.reason,
+            code=ErrorCode[status.name],
+            metadata={**metadata, **info.metadata},
+            violations=[FieldViolation(v.field, v.description, v.reason) for v in violations],
+        )
+    timed_out = status == grpc.StatusCode.DEADLINE_EXCEEDED
+    return DomainError(
+        "PEER_UNAVAILABLE",
+        f"the {service} service did not answer ({status.name}: {exc.details()}); retry with the same request_id",
+        code=ErrorCode.DEADLINE_EXCEEDED if timed_out else ErrorCode.UNAVAILABLE,
+        metadata={"service": service, **metadata},
+    )

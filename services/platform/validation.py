@@ -57,12 +57,22 @@ def validate_request(request: Message) -> list[FieldViolation]:
     return violations
 
 
-def _walk(message: Message, prefix: str, out: list[FieldViolation], *, top_level: bool, update: bool) -> None:
+def _walk(
+    message: Message,
+    prefix: str,
+    out: list[FieldViolation],
+    *,
+    top_level: bool,
+    update: bool,
+    enums_only: bool = False,
+) -> None:
+    """Check `message`'s fields; `enums_only` for the resource of an update request, whose
+    required and output-only fields are the service's business (only masked paths change)."""
     for field in message.DESCRIPTOR.fields:
         path = f"{prefix}{field.name}"
         behaviors = _behaviors(field)
         is_set = _is_set(message, field)
-        if _REQUIRED in behaviors and not is_set:
+        if _REQUIRED in behaviors and not is_set and not enums_only:
             out.append(FieldViolation(path, "is required", "REQUIRED_FIELD_MISSING"))
         if _OUTPUT_ONLY in behaviors and is_set and not update:
             out.append(FieldViolation(path, "is output only and cannot be set", "OUTPUT_ONLY_FIELD_SET"))
@@ -76,13 +86,11 @@ def _walk(message: Message, prefix: str, out: list[FieldViolation], *, top_level
                     )
         if field.type != FieldDescriptor.TYPE_MESSAGE or not is_set or _is_map(field):
             continue
-        if update and top_level and _is_resource(field.message_type):
-            continue  # the resource in an update request: only the masked paths matter
-        if field.is_repeated:
-            for i, item in enumerate(getattr(message, field.name)):
-                _walk(item, f"{path}[{i}].", out, top_level=False, update=update)
-        else:
-            _walk(getattr(message, field.name), f"{path}.", out, top_level=False, update=update)
+        nested_enums_only = enums_only or (update and top_level and _is_resource(field.message_type))
+        items = getattr(message, field.name) if field.is_repeated else [getattr(message, field.name)]
+        for i, item in enumerate(items):
+            where = f"{path}[{i}]." if field.is_repeated else f"{path}."
+            _walk(item, where, out, top_level=False, update=update, enums_only=nested_enums_only)
 
 
 def _check_mask(request: Message, out: list[FieldViolation]) -> None:

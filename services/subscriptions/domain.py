@@ -295,12 +295,16 @@ def _check_items(sub: Subscription, prefix: str) -> list[FieldViolation]:
             )
         if item.price:
             match = _PRICE.match(item.price)
-            if match is None or match.group(1) != item.product:
+            if match is None:
                 problems.append(
                     FieldViolation(
-                        f"{at}.price",
-                        "must be a price of the item's product: {product}/prices/{price}",
-                        "INVALID_PRICE",
+                        f"{at}.price", "must look like products/{product}/prices/{price}", "INVALID_NAME"
+                    )
+                )
+            elif match.group(1) != item.product:
+                problems.append(
+                    FieldViolation(
+                        f"{at}.price", f"is not a price of {item.product}", "PRICE_PRODUCT_MISMATCH"
                     )
                 )
         if item.quantity <= 0:

@@ -156,7 +156,8 @@ def test_services_in_separate_processes_call_each_other_and_fail_cleanly(topolog
             )
         assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
         info, _ = error_info(exc.value)
-        assert info is not None and info.reason == "CUSTOMERS_UNAVAILABLE"
+        assert info is not None and info.reason == "PEER_UNAVAILABLE"
+        assert dict(info.metadata) == {"service": "customers", "customer": customer.name}
         listed = orders.ListOrders(opb.ListOrdersRequest(), metadata=metadata_for("crm"), timeout=10)
         assert [o.name for o in listed.orders] == [booked.name]
 

@@ -304,15 +304,26 @@ async def test_product_field_rules(stub: pb_grpc.CatalogServiceStub) -> None:
         ("product.display_name", "REQUIRED_FIELD_MISSING"),
         ("product.product_type", "REQUIRED_FIELD_MISSING"),
     }
-    # Checked by the domain.
     assert await violations(create_product(stub, sku=" PAD ", display_name="   ", product_type=77)) == {
         ("product.product_type", "INVALID_ENUM_VALUE")
     }
+    # Checked by the domain.
     assert await violations(create_product(stub, sku=" PAD ", display_name="   ")) == {
         ("product.sku", "INVALID_SKU"),
         ("product.display_name", "REQUIRED_FIELD_MISSING"),
     }
     created = await create_product(stub)
+    # The validator leaves an update's resource to the service, which reads every field of it.
+    assert await violations(
+        stub.UpdateProduct(
+            pb.UpdateProductRequest(
+                request_id=request_id(),
+                product=pb.Product(name=created.name, display_name="Pad", product_type=77),  # type: ignore[arg-type]
+                update_mask=mask("display_name"),
+            ),
+            metadata=ERP,
+        )
+    ) == {("product.product_type", "INVALID_ENUM_VALUE")}
     assert await violations(
         stub.UpdateProduct(
             pb.UpdateProductRequest(
@@ -529,7 +540,7 @@ async def test_price_amounts_are_immutable(stub: pb_grpc.CatalogServiceStub) -> 
         ),
         (
             {"unit_amount": money_pb2.Money(currency_code="EUR", units=1, nanos=-1)},
-            {("price.unit_amount", "INVALID_AMOUNT")},
+            {("price.unit_amount", "INVALID_MONEY")},
         ),
         ({"billing_period": None}, {("price.billing_period", "BILLING_PERIOD_REQUIRED")}),
         (

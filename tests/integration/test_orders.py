@@ -426,6 +426,14 @@ def _set_order(quote: pb.Quote) -> None:
     quote.order = "orders/123"
 
 
+def _add_reference_of_the_same_system(quote: pb.Quote) -> None:
+    quote.external_references.append(common_pb2.ExternalReference(system="hubspot", external_id=unique("q-")))
+
+
+def _set_undefined_frequency(quote: pb.Quote) -> None:
+    quote.lines[0].billing_frequency = 99  # type: ignore[assignment]
+
+
 @pytest.mark.parametrize(
     ("change", "reason", "violation"),
     [
@@ -451,11 +459,22 @@ def _set_order(quote: pb.Quote) -> None:
         ),
         (_set_line(price="products/other/prices/p1"), "PRICE_PRODUCT_MISMATCH", "quote.lines[0].price"),
         (_add_duplicate_line, "DUPLICATE_LINE_ID", "quote.lines[1].line_id"),
+        (
+            _add_reference_of_the_same_system,
+            "DUPLICATE_REFERENCE",
+            "quote.external_references[1].system",
+        ),
+        (
+            _set_line(unit_price=money_pb2.Money(currency_code="EUR", units=1, nanos=-5)),
+            "INVALID_MONEY",
+            "quote.lines[0].unit_price",
+        ),
         # Checked by the platform's validator from the contract's annotations:
         (_clear("lines"), "INVALID_REQUEST", "quote.lines"),
         (_clear("approval_time"), "INVALID_REQUEST", "quote.approval_time"),
         (_set_line(quantity=0), "INVALID_REQUEST", "quote.lines[0].quantity"),
         (_set_order, "INVALID_REQUEST", "quote.order"),
+        (_set_undefined_frequency, "INVALID_REQUEST", "quote.lines[0].billing_frequency"),
     ],
 )
 async def test_invalid_quotes_are_refused_with_their_reason(

@@ -361,6 +361,12 @@ async def test_every_application_rule_has_its_reason_and_changes_nothing(
     for request, code, reason in cases:
         got_code, got_reason, _ = await reason_of(stub.ApplyPayment(request, metadata=ERP))
         assert (got_code, got_reason) == (code, reason), request
+    # The invoice service's refusal comes back as it is, with the invoice added.
+    missing = f"invoices/{unique()}"
+    _, _, meta = await reason_of(stub.ApplyPayment(apply_request(small, missing, "1.00"), metadata=ERP))
+    assert meta == {"name": missing, "invoice": missing}
+    _, _, meta = await reason_of(stub.ApplyPayment(apply_request(small, foreign, "10.00"), metadata=ERP))
+    assert meta["invoice"] == foreign.name and meta["customer"] == customer
     for name, before in ((invoice.name, invoice), (usd_invoice.name, usd_invoice), (foreign.name, foreign)):
         assert await invoice_of(invoices, name) == before
     for payment in (small, usd):

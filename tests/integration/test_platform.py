@@ -239,3 +239,27 @@ async def test_undefined_enum_numbers_are_refused_before_the_servicer(channel: g
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     _, violations = error_info(exc.value)
     assert [(v.field, v.reason) for v in violations] == [("customer.contacts[0].role", "INVALID_ENUM_VALUE")]
+
+
+async def test_undefined_enum_numbers_in_an_update_are_refused_too(channel: grpc.aio.Channel) -> None:
+    from google.protobuf import field_mask_pb2
+
+    stub = pb_grpc.CustomerServiceStub(channel)
+    created = await stub.CreateCustomer(
+        pb.CreateCustomerRequest(request_id=request_id(), customer=pb.Customer(legal_name="Y")),
+        metadata=metadata_for("crm"),
+    )
+    contact = pb.Contact(display_name="Bo")
+    contact.role = 99  # type: ignore[assignment]
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.UpdateCustomer(
+            pb.UpdateCustomerRequest(
+                request_id=request_id(),
+                customer=pb.Customer(name=created.name, contacts=[contact]),
+                update_mask=field_mask_pb2.FieldMask(paths=["contacts"]),
+            ),
+            metadata=metadata_for("crm"),
+        )
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _, violations = error_info(exc.value)
+    assert [(v.field, v.reason) for v in violations] == [("customer.contacts[0].role", "INVALID_ENUM_VALUE")]

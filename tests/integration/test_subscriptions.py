@@ -255,6 +255,7 @@ async def test_business_rules_report_their_reasons(stub: pb_grpc.SubscriptionSer
             item(quantity=-2),
             item("products/b", unit_price=eur(10, currency="USD")),
             item("products/c", price="products/other/prices/p"),
+            item("products/d", price="prices/p"),
         ],
         term_months=-1,
     )
@@ -267,7 +268,8 @@ async def test_business_rules_report_their_reasons(stub: pb_grpc.SubscriptionSer
     assert violations == {
         ("subscription.items[0].quantity", "INVALID_QUANTITY"),
         ("subscription.items[1].unit_price.currency_code", "CURRENCY_MISMATCH"),
-        ("subscription.items[2].price", "INVALID_PRICE"),
+        ("subscription.items[2].price", "PRICE_PRODUCT_MISMATCH"),
+        ("subscription.items[3].price", "INVALID_NAME"),
         ("subscription.term_months", "INVALID_TERM"),
     }
     assert await list_all(stub, f'customer = "{bad.customer}"') == []  # nothing was created
