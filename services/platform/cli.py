@@ -67,10 +67,10 @@ def main() -> None:
 @click.option("--http-port", type=int, help="HTTP port for the gateway (default 8080).")
 def up(config: str | None, data_dir: Path | None, grpc_port: int | None, http_port: int | None) -> None:
     """Run the whole hub in one process: NATS (embedded unless SYNCMESH_NATS_URL is set),
-    every domain service, the outbox relays and the gateway."""
+    every domain service and its event consumers, the outbox relays and the gateway."""
     _run(
         _settings(config, data_dir=data_dir, grpc_port=grpc_port, http_port=http_port),
-        {"grpc", "relay", "http"},
+        {"grpc", "consume", "relay", "http"},
         "up",
     )
 
@@ -83,7 +83,8 @@ def up(config: str | None, data_dir: Path | None, grpc_port: int | None, http_po
 def serve(
     config: str | None, data_dir: Path | None, grpc_port: int | None, services: tuple[str, ...]
 ) -> None:
-    """Serve domain services over gRPC, with their outbox relays unless run_relay = false.
+    """Serve domain services over gRPC with their event consumers, and their outbox relays
+    unless run_relay = false.
 
     For the multi-process topology: needs nats_url (SYNCMESH_NATS_URL); other services
     are reached through `peers`.
@@ -95,7 +96,7 @@ def serve(
     if settings.nats_url is None:
         click.echo("syncmesh: serve needs nats_url (SYNCMESH_NATS_URL); `syncmesh up` embeds NATS", err=True)
         sys.exit(2)
-    _run(settings, {"grpc", "relay"}, "serve")
+    _run(settings, {"grpc", "consume", "relay"}, "serve")
 
 
 @main.command()
@@ -179,6 +180,228 @@ async def _tail(
                 break
     finally:
         await bus.close()
+
+
+# --- operator commands: OpsService over gRPC ------------------------------------------------
+
+grpc_option = click.option(
+    "--grpc", "address", metavar="HOST:PORT", help="OpsService address (default: grpc_host:grpc_port)."
+)
+token_option = click.option(
+    "--token",
+    envvar="SYNCMESH_TOKEN",
+    help="An ops bearer token (or SYNCMESH_TOKEN; default: the ops token in <data_dir>/tokens.toml).",
+)
+consumer_option = click.option("--consumer", help="Only this consumer (by name).")
+
+
+def _ops(config: str | None, data_dir: Path | None, address: str | None, token: str | None) -> Any:
+    from services.platform.ops_client import CommandError, Ops, fail, grpc_address, ops_token
+
+    settings = _settings(config, data_dir=data_dir)
+    try:
+        return Ops(grpc_address(settings, address), ops_token(settings, token))
+    except CommandError as exc:
+        fail(exc)
+
+
+def _operate(
+    config: str | None, data_dir: Path | None, address: str | None, token: str | None, work: Any
+) -> None:
+    """Run `work(ops)`; a failed call ends in one line with its reason and exit code 1."""
+    from services.platform.ops_client import CommandError, fail
+
+    with _ops(config, data_dir, address, token) as ops:
+        try:
+            failed = work(ops)
+        except CommandError as exc:
+            fail(exc)
+    if failed:
+        sys.exit(1)
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: events a consumer gave up on. Replay them after a fix, or discard them."""
+
+
+@dlq.command("list")
+@config_option
+@data_dir_option
+@grpc_option
+@token_option
+@consumer_option
+@click.option(
+    "--state",
+    type=click.Choice(["dead", "replayed", "discarded", "all"]),
+    default="dead",
+    show_default=True,
+    help="Which dead letters.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+def dlq_list(
+    config: str | None,
+    data_dir: Path | None,
+    address: str | None,
+    token: str | None,
+    consumer: str | None,
+    state: str,
+    limit: int,
+) -> None:
+    """List dead letters: reason, attempts, event, original subject and stream sequence."""
+    from services.platform.ops_client import dlq_list as run
+
+    _operate(config, data_dir, address, token, lambda ops: run(ops, consumer, state, limit))
+
+
+@dlq.command("show")
+@config_option
+@data_dir_option
+@grpc_option
+@token_option
+@consumer_option
+@click.argument("name")
+def dlq_show(
+    config: str | None,
+    data_dir: Path | None,
+    address: str | None,
+    token: str | None,
+    consumer: str | None,
+    name: str,
+) -> None:
+    """Show one dead letter. NAME: consumers/C/deadLetters/N, C/N, or N with --consumer."""
+    from services.platform.ops_client import dead_letter_name
+    from services.platform.ops_client import dlq_show as run
+
+    _operate(config, data_dir, address, token, lambda ops: run(ops, dead_letter_name(name, consumer)))
+
+
+@dlq.command("replay")
+@config_option
+@data_dir_option
+@grpc_option
+@token_option
+@consumer_option
+@click.argument("names", nargs=-1, required=True)
+def dlq_replay(
+    config: str | None,
+    data_dir: Path | None,
+    address: str | None,
+    token: str | None,
+    consumer: str | None,
+    names: tuple[str, ...],
+) -> None:
+    """Replay dead letters after a fix: the consumer's handler runs again for each.
+    Exits 1 when one failed again (it stays a dead letter, with the new error)."""
+    from services.platform.ops_client import dead_letter_name
+    from services.platform.ops_client import dlq_replay as run
+
+    _operate(
+        config, data_dir, address, token, lambda ops: run(ops, [dead_letter_name(n, consumer) for n in names])
+    )
+
+
+@dlq.command("discard")
+@config_option
+@data_dir_option
+@grpc_option
+@token_option
+@consumer_option
+@click.argument("name")
+@click.option("--reason", required=True, help="Why it is given up on (kept on the dead letter).")
+def dlq_discard(
+    config: str | None,
+    data_dir: Path | None,
+    address: str | None,
+    token: str | None,
+    consumer: str | None,
+    name: str,
+    reason: str,
+) -> None:
+    """Discard a dead letter, with the reason why."""
+    from services.platform.ops_client import dead_letter_name
+    from services.platform.ops_client import dlq_discard as run
+
+    _operate(config, data_dir, address, token, lambda ops: run(ops, dead_letter_name(name, consumer), reason))
+
+
+@main.group()
+def parked() -> None:
+    """Parked events: held back until what they wait for is applied."""
+
+
+@parked.command("list")
+@config_option
+@data_dir_option
+@grpc_option
+@token_option
+@consumer_option
+@click.option("--key", help="Only events about this resource, e.g. orders/42.")
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+def parked_list(
+    config: str | None,
+    data_dir: Path | None,
+    address: str | None,
+    token: str | None,
+    consumer: str | None,
+    key: str | None,
+    limit: int,
+) -> None:
+    """List parked events and what each waits for."""
+    from services.platform.ops_client import parked_list as run
+
+    _operate(config, data_dir, address, token, lambda ops: run(ops, consumer, key, limit))
+
+
+@main.command()
+@config_option
+@data_dir_option
+@grpc_option
+@token_option
+@click.option("--consumer", help="Whose handler runs (optional when the hub hosts one consumer).")
+@click.option("--event-id", "event_ids", multiple=True, help="This event (repeat for more).")
+@click.option(
+    "--subject", help="Events on this subject, e.g. 'orders.order.booked' or 'orders.>' (needs --since)."
+)
+@click.option("--since", help="With --subject: from this far back (10m, 2h, 1d) or an ISO 8601 time.")
+@click.option("--until", help="With --subject: up to this time (default: now).")
+@click.option("--key", help="Events about this resource (business key), e.g. orders/42.")
+@click.option("--dry-run", is_flag=True, help="List what would be replayed; change nothing.")
+def replay(
+    config: str | None,
+    data_dir: Path | None,
+    address: str | None,
+    token: str | None,
+    consumer: str | None,
+    event_ids: tuple[str, ...],
+    subject: str | None,
+    since: str | None,
+    until: str | None,
+    key: str | None,
+    dry_run: bool,
+) -> None:
+    """Replay events a consumer already applied: its handler runs again for each, recorded as
+    a replay. Select by --event-id, by --subject with --since [--until], or by --key."""
+    from services.platform.ops_client import ReplayArgs
+    from services.platform.ops_client import replay as run
+    from services.platform.tail import parse_since
+
+    times = {}
+    for option, text in (("--since", since), ("--until", until)):
+        try:
+            times[option] = parse_since(text) if text else None
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
+    args = ReplayArgs(
+        consumer=consumer or "",
+        event_ids=event_ids,
+        subject=subject or "",
+        since=times["--since"],
+        until=times["--until"],
+        key=key or "",
+        dry_run=dry_run,
+    )
+    _operate(config, data_dir, address, token, lambda ops: run(ops, args))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ Dead letters are a row in `dead_letters` AND a message on the `<stream_prefix>_D
 (`<subject_root>.dlq.<consumer>.<original subject>`, the original CloudEvent as body, the
 reason, attempts, original subject and stream sequence, last error and time as headers).
 They can be replayed (the handler runs again, bypassing the inbox; recorded as a replay) or
-discarded with a reason.
+discarded with a reason. An event already applied can be replayed too (`replay_event`, with
+its body read back from the stream): the handler runs again and the inbox counts the replay.
 
 Delivery counting: the consumer counts deliveries itself (message metadata `num_delivered`)
 and dead-letters at `max_deliver`; the JetStream consumer is created with unlimited
@@ -144,7 +145,7 @@ class Event:
     headers: Mapping[str, str]
     payload: bytes
     attempt: int  # 1 on the first delivery
-    replay: bool = False  # run by replay_dead_letter
+    replay: bool = False  # run by replay_dead_letter or replay_event
 
 
 Handler = Callable[[AsyncSession, Event], Awaitable[None]]
@@ -1016,16 +1017,29 @@ class Consumer:
 
     # --- operations API ---------------------------------------------------------------
 
-    async def list_parked(self, *, aggregate: str | None = None, limit: int = 100) -> list[ParkedEvent]:
-        query = select(parked_events).where(parked_events.c.consumer == self.name)
+    async def list_parked(
+        self,
+        *,
+        aggregate: str | None = None,
+        waits_for: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[ParkedEvent]:
+        """Parked events, oldest first; `after`: only those with a greater id (paging)."""
+        query = select(parked_events).where(parked_events.c.consumer == self.name, parked_events.c.id > after)
+        if waits_for is not None:
+            query = query.where(parked_events.c.waits_for == waits_for)
         if aggregate is not None:
             query = query.where(parked_events.c.aggregate == aggregate)
         async with self.db.transaction() as session:
             rows = (await session.execute(query.order_by(parked_events.c.id).limit(limit))).all()
         return [_parked_from_row(row) for row in rows]
 
-    async def list_dead_letters(self, *, status: str | None = DEAD, limit: int = 100) -> list[DeadLetter]:
-        query = select(dead_letters).where(dead_letters.c.consumer == self.name)
+    async def list_dead_letters(
+        self, *, status: str | None = DEAD, after: int = 0, limit: int = 100
+    ) -> list[DeadLetter]:
+        """Dead letters, oldest first; `after`: only those with a greater id (paging)."""
+        query = select(dead_letters).where(dead_letters.c.consumer == self.name, dead_letters.c.id > after)
         if status is not None:
             query = query.where(dead_letters.c.status == status)
         async with self.db.transaction() as session:
@@ -1104,6 +1118,62 @@ class Consumer:
         log.info("consumer %s: replayed dead letter %d (event %s)", self.name, dead_letter_id, event.id)
         await self._resume(_keys(event))
         return await self.get_dead_letter(dead_letter_id)
+
+    async def replay_event(
+        self, payload: bytes, headers: Mapping[str, str], *, subject: str, stream_sequence: int | None
+    ) -> Event:
+        """Run the handler again, explicitly, for an event this consumer already applied (read
+        back from its stream), and record it as a replay (the inbox row's `replays`).
+
+        The handler sees `event.replay` set. The event's aggregate position is locked as for a
+        delivery, and stays where it is. Not in the inbox (not delivered yet, parked,
+        dead-lettered: use replay_dead_letter) → FAILED_PRECONDITION EVENT_NOT_APPLIED. The
+        handler fails (a Prerequisite included) → FAILED_PRECONDITION REPLAY_FAILED, and its
+        transaction is rolled back."""
+        try:
+            event = _decode_event(
+                payload,
+                headers,
+                subject=subject,
+                stream=self.stream,
+                stream_sequence=stream_sequence,
+                attempt=1,
+            )
+        except InvalidEvent as exc:
+            raise FailedPrecondition(
+                "REPLAY_FAILED",
+                f"stream message {stream_sequence} cannot be decoded: {exc}",
+                metadata={"consumer": self.name},
+            ) from exc
+        event = replace(event, replay=True)
+        failure: Exception | None = None
+        try:
+            async with self.db.transaction() as session:
+                last = await self._lock_position(session, event.aggregate) if event.aggregate else None
+                if not await self._has(session, inbox, event.source, event.id):
+                    raise FailedPrecondition(
+                        "EVENT_NOT_APPLIED",
+                        f"consumer {self.name} has not applied event {event.id}; only applied events"
+                        " are replayed (dead letters have their own replay)",
+                        metadata={"event_id": event.id, "consumer": self.name},
+                    )
+                try:
+                    await self._run_handler(session, event)
+                except Exception as exc:
+                    failure = exc
+                    raise
+                await self._record_applied(session, event, last, replay=True)
+        except Exception as exc:
+            if failure is None:
+                raise
+            raise FailedPrecondition(
+                "REPLAY_FAILED",
+                f"replaying event {event.id} failed: {_error_text(failure)}",
+                metadata={"event_id": event.id, "consumer": self.name},
+            ) from exc
+        self.stats.replayed += 1
+        log.info("consumer %s: replayed event %s (%s)", self.name, event.id, event.aggregate)
+        return event
 
     async def discard_dead_letter(self, dead_letter_id: int, reason: str) -> DeadLetter:
         """Give up on a dead letter, with the reason why. When it is the next event of its

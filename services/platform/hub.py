@@ -1,8 +1,9 @@
 """Process composition: what `syncmesh up`, `serve`, `relay` and `gateway` run.
 
 `up` is the embedded hub in one process: NATS (embedded unless SYNCMESH_NATS_URL
-is set), every domain service on one gRPC port, the outbox relays and the gateway.
-The other commands run one role each, for the production topology.
+is set), every domain service on one gRPC port, their event consumers, the outbox
+relays and the gateway. The other commands run one role each, for the production
+topology (`serve` runs its services' consumers too).
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class Running:
             parts.append(f"HTTP on {self.settings.http_host}:{self.http_port}")
         if self.relays is not None:
             parts.append(f"relaying {', '.join(r.domain for r in self.relays.relays)}")
+        if self.hub is not None and self.hub.consume and self.hub.consumers:
+            parts.append(f"consuming {', '.join(self.hub.consumers)}")
         return ", ".join(parts)
 
     async def stop(self) -> None:
@@ -98,11 +101,18 @@ def _nats_url(settings: Settings, *, embedded_ok: bool) -> str | None:
     return None
 
 
-async def start(settings: Settings, roles: frozenset[str] = frozenset({"grpc", "relay", "http"})) -> Running:
-    """Start the given roles: "grpc" (domain services), "relay" (outbox relays), "http" (gateway).
+ALL_ROLES = frozenset({"grpc", "consume", "relay", "http"})
+
+
+async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Running:
+    """Start the given roles: "grpc" (domain services), "consume" (the event consumers of those
+    services, after the server; needs "grpc": OpsService reaches them there), "relay" (outbox
+    relays), "http" (gateway).
 
     With "grpc" and no nats_url, the hub starts its own NATS server (the embedded default).
     """
+    if "consume" in roles and "grpc" not in roles:
+        raise ConfigError("the consume role runs beside grpc (the services whose consumers it runs)")
     running = Running(settings)
     try:
         if roles & {"grpc", "relay"}:
@@ -118,7 +128,7 @@ async def start(settings: Settings, roles: frozenset[str] = frozenset({"grpc", "
             running.bus = await Bus.connect(nats_url)
         if "grpc" in roles:
             assert running.bus is not None
-            running.hub = await start_hub(ensure_tokens(settings), running.bus)
+            running.hub = await start_hub(ensure_tokens(settings), running.bus, consume="consume" in roles)
         if "relay" in roles and (settings.run_relay or "grpc" not in roles):
             assert running.bus is not None
             if running.hub is not None:

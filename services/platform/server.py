@@ -5,6 +5,11 @@ one Database per service, the gRPC server with the platform interceptors,
 health (per full service name, probed, NOT_SERVING until that service's
 database and NATS answer) and reflection. Run every service in one process
 (`syncmesh up`) or one process per service (`settings.services = [name]`).
+
+It also hosts the event consumers the services declare (`DomainService.consumers`,
+plus `extra_consumers`): each is built with its service's context, started after the
+server (unless `consume` is off), stopped before it, and kept in `Hub.consumers` by
+name, where OpsService finds them (dead letters, parked events, replays).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from sqlalchemy import MetaData
 
 from services.ops import api as ops_api
+from services.platform.consumer import Consumer, Handler
 from services.platform.db import Database, database_for
 from services.platform.interceptors import AuthInterceptor, GuardInterceptor
 from services.platform.nats import Bus
@@ -72,6 +78,23 @@ def forwarded_auth(context: grpc.aio.ServicerContext) -> tuple[tuple[str, str], 
 
 
 @dataclass(frozen=True)
+class ConsumerSpec:
+    """An event consumer a service runs: a durable consumer `name` on `domain`'s stream.
+
+    `handler` makes the handler from the hosting service's context (its database is where
+    the consumer keeps its inbox, parked events and dead letters). `service` names the
+    hosting service; a DomainService's own specs may leave it empty (it is that service).
+    `options` are Consumer keyword options (ack_wait, max_deliver, backoff_base, ...)."""
+
+    name: str  # "billing-order-projector": unique in the deployment
+    domain: str  # whose stream: "orders"
+    handler: Callable[[ServiceContext], Handler]
+    filter_subject: str | None = None  # below the subject root, e.g. "orders.order.>"
+    service: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DomainService:
     """How the platform hosts one domain service. Each `services/<name>/api.py` exports `SERVICE`."""
 
@@ -80,6 +103,7 @@ class DomainService:
     register: Callable[[grpc.aio.Server, ServiceContext], None]
     metadata: MetaData | None = None
     versions_dir: Path | None = None
+    consumers: Sequence[ConsumerSpec] = ()
 
 
 def load_service(name: str) -> DomainService:
@@ -94,7 +118,10 @@ class Hub:
     bus: Bus
     services: list[DomainService]
     extra_handlers: Sequence[grpc.GenericRpcHandler] = ()
+    extra_consumers: Sequence[ConsumerSpec] = ()
+    consume: bool = True  # run the consumers' workers (else only reachable through OpsService)
     databases: dict[str, Database] = field(default_factory=dict)
+    consumers: dict[str, Consumer] = field(default_factory=dict)  # by consumer name
     server: grpc.aio.Server | None = None
     port: int = 0
     health: Any = None  # grpc_health.v1.health.aio.HealthServicer
@@ -120,11 +147,14 @@ class Hub:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         policy = OwnershipPolicy.load(settings.ownership_policy)
         self.peers = Peers(settings, lambda: f"127.0.0.1:{self.port}")
+        contexts: dict[str, ServiceContext] = {}
         for svc in self.services:
             ctx = ServiceContext(settings, self.databases[svc.name], self.bus, policy, self.peers)
+            contexts[svc.name] = ctx
             svc.register(self.server, ctx)
             await self.health.set(svc.full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        ops_api.register(self.server, self.databases)
+        self._build_consumers(contexts)
+        ops_api.register(self.server, self.databases, self.consumers)
         await self.health.set(ops_api.FULL_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.extra_handlers:
             self.server.add_generic_rpc_handlers(tuple(self.extra_handlers))
@@ -140,7 +170,36 @@ class Hub:
         await self.probe_once()
         self._probe = asyncio.create_task(self._probe_forever(), name="health-probe")
         log.info("gRPC serving %s on port %d", ", ".join(s.name for s in self.services), self.port)
+        if self.consume:
+            for consumer in self.consumers.values():
+                consumer.start()  # sets itself up in its task, retrying while NATS is away
+            if self.consumers:
+                log.info("consuming: %s", ", ".join(self.consumers))
         return self.port
+
+    def _build_consumers(self, contexts: Mapping[str, ServiceContext]) -> None:
+        specs = [(spec, spec.service or svc.name) for svc in self.services for spec in svc.consumers] + [
+            (spec, spec.service) for spec in self.extra_consumers
+        ]
+        for spec, service in specs:
+            if service not in contexts:
+                raise ValueError(
+                    f"consumer {spec.name!r}: its service {service!r} is not hosted here"
+                    f" (hosted: {', '.join(contexts) or 'none'})"
+                )
+            if spec.name in self.consumers:
+                raise ValueError(f"two consumers are named {spec.name!r}")
+            ctx = contexts[service]
+            self.consumers[spec.name] = Consumer(
+                spec.name,
+                spec.handler(ctx),
+                db=ctx.db,
+                bus=ctx.bus,
+                settings=ctx.settings,
+                domain=spec.domain,
+                filter_subject=spec.filter_subject,
+                **dict(spec.options),
+            )
 
     async def probe_once(self) -> dict[str, bool]:
         """Set each service's health from its database and NATS; the overall status ("") too."""
@@ -179,6 +238,8 @@ class Hub:
                 await self._probe
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
+        # Consumers first: their handlers may call this server's services.
+        await asyncio.gather(*(consumer.stop(grace) for consumer in self.consumers.values()))
         if self.server is not None:
             await self.server.stop(grace)
         if self.peers is not None:
@@ -193,8 +254,21 @@ async def start_hub(
     *,
     port: int | None = None,
     extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    extra_consumers: Sequence[ConsumerSpec] = (),
+    consume: bool = True,
     **kwargs: Any,
 ) -> Hub:
-    hub = Hub(settings, bus, [load_service(name) for name in settings.services], extra_handlers, **kwargs)
+    """Start a hub for `settings.services`. `extra_consumers` run beside the services' own
+    consumers (each names its hosting service); `consume=False` builds every consumer (for
+    OpsService) without running its workers."""
+    hub = Hub(
+        settings,
+        bus,
+        [load_service(name) for name in settings.services],
+        extra_handlers,
+        extra_consumers,
+        consume,
+        **kwargs,
+    )
     await hub.start(port=port)
     return hub

@@ -66,7 +66,7 @@ async def tail(
     for domain in DOMAIN_SERVICES:
         stream = stream_name(settings, domain)
         domain_subjects = f"{settings.subject_root}.{domain}.>"
-        if wanted and not _overlaps(wanted, domain_subjects):
+        if wanted and not subjects_overlap(wanted, domain_subjects):
             continue
         try:
             await bus.js.stream_info(stream)
@@ -95,7 +95,7 @@ async def tail(
         )
         subscriptions.append(
             await bus.js.subscribe(
-                wanted if wanted and _within(wanted, domain_subjects) else domain_subjects,
+                wanted if wanted and subject_within(wanted, domain_subjects) else domain_subjects,
                 stream=stream,
                 cb=on_message,
                 ordered_consumer=True,
@@ -114,13 +114,13 @@ def _tokens(subject: str) -> list[str]:
     return subject.split(".")
 
 
-def _within(narrow: str, wide: str) -> bool:
+def subject_within(narrow: str, wide: str) -> bool:
     """Whether every subject matching `narrow` also matches `wide` (`wide` ends in `>`)."""
     prefix = _tokens(wide)[:-1]
     return _tokens(narrow)[: len(prefix)] == prefix
 
 
-def _overlaps(a: str, b: str) -> bool:
+def subjects_overlap(a: str, b: str) -> bool:
     """Whether some subject matches both patterns."""
     ta, tb = _tokens(a), _tokens(b)
     for i in range(max(len(ta), len(tb))):

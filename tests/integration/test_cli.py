@@ -208,3 +208,32 @@ def test_events_tail_shows_what_was_published(data_dir: Path) -> None:
         assert bad.returncode == 2 and "neither a duration" in bad.stderr
     finally:
         up.stop()
+
+
+def test_operator_commands_find_the_ops_token_of_up(data_dir: Path) -> None:
+    up = Up(data_dir)
+    try:
+        # No --token: the ops token `up` wrote to <data_dir>/tokens.toml.
+        target = ["--data-dir", str(data_dir), "--grpc", f"127.0.0.1:{up.grpc_port}"]
+
+        def syncmesh(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [SYNCMESH, *args, *target], env=env or clean_env(), capture_output=True, text=True, timeout=30
+            )
+
+        listed = syncmesh("dlq", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.strip() == "No dead letters in state DEAD."
+        parked = syncmesh("parked", "list")
+        assert parked.returncode == 0 and parked.stdout.strip() == "No parked events."
+        # `up` hosts no consumer yet: a replay has none to run, and says so in one line.
+        replay = syncmesh("replay", "--key", "customers/1", "--dry-run")
+        assert replay.returncode == 1 and replay.stdout == ""
+        assert replay.stderr.strip().splitlines() == [
+            "syncmesh: CONSUMER_NOT_FOUND: this process hosts no event consumer"
+        ]
+        # A token of another system is refused.
+        crm = syncmesh("dlq", "list", env=clean_env(SYNCMESH_TOKEN=up.token["crm"]))
+        assert crm.returncode == 1 and crm.stderr.startswith("syncmesh: OPERATOR_REQUIRED: ")
+    finally:
+        up.stop()

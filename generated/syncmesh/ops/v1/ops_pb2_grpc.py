@@ -41,6 +41,36 @@ class OpsServiceStub:
                 request_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListOwnershipConflictsRequest.SerializeToString,
                 response_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListOwnershipConflictsResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/syncmesh.ops.v1.OpsService/ListDeadLetters',
+                request_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.GetDeadLetter = channel.unary_unary(
+                '/syncmesh.ops.v1.OpsService/GetDeadLetter',
+                request_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.GetDeadLetterRequest.SerializeToString,
+                response_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.DeadLetter.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/syncmesh.ops.v1.OpsService/ReplayDeadLetters',
+                request_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.DiscardDeadLetter = channel.unary_unary(
+                '/syncmesh.ops.v1.OpsService/DiscardDeadLetter',
+                request_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.DiscardDeadLetterRequest.SerializeToString,
+                response_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.DeadLetter.FromString,
+                _registered_method=True)
+        self.ListParkedEvents = channel.unary_unary(
+                '/syncmesh.ops.v1.OpsService/ListParkedEvents',
+                request_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListParkedEventsRequest.SerializeToString,
+                response_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListParkedEventsResponse.FromString,
+                _registered_method=True)
+        self.ReplayEvents = channel.unary_unary(
+                '/syncmesh.ops.v1.OpsService/ReplayEvents',
+                request_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ReplayEventsRequest.SerializeToString,
+                response_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ReplayEventsResponse.FromString,
+                _registered_method=True)
 
 
 class OpsServiceServicer:
@@ -56,6 +86,61 @@ class OpsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """Lists dead letters: events an event consumer gave up on, with the reason,
+        the attempts made and where the event came from. Oldest first. Only the
+        `ops` identity may call the event operations (PERMISSION_DENIED
+        OPERATOR_REQUIRED otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeadLetter(self, request, context):
+        """Gets one dead letter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Replays dead letters of one consumer (after a fix): runs the consumer's
+        handler again for each, bypassing its inbox. Each dead letter has its own
+        outcome: a failed replay leaves that dead letter DEAD with the new error and
+        does not stop the others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiscardDeadLetter(self, request, context):
+        """Discards a dead letter: gives up on the event, with the reason why. When it
+        was the next event of its aggregate, the events parked behind it follow.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListParkedEvents(self, request, context):
+        """Lists parked events: events a consumer holds back until what each waits
+        for (an earlier event of its aggregate, or a prerequisite) is applied.
+        Oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayEvents(self, request, context):
+        """Replays events a consumer has already applied, read back from their
+        stream: by event id, by subject and time range, or by aggregate (business
+        key). The consumer's handler runs again for each, explicitly, although its
+        inbox has seen the event, and the inbox records the replay. `dry_run` lists
+        what would be replayed and changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OpsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -63,6 +148,36 @@ def add_OpsServiceServicer_to_server(servicer, server):
                     servicer.ListOwnershipConflicts,
                     request_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListOwnershipConflictsRequest.FromString,
                     response_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListOwnershipConflictsResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'GetDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeadLetter,
+                    request_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.GetDeadLetterRequest.FromString,
+                    response_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.DeadLetter.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
+            'DiscardDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiscardDeadLetter,
+                    request_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.DiscardDeadLetterRequest.FromString,
+                    response_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.DeadLetter.SerializeToString,
+            ),
+            'ListParkedEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListParkedEvents,
+                    request_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListParkedEventsRequest.FromString,
+                    response_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListParkedEventsResponse.SerializeToString,
+            ),
+            'ReplayEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayEvents,
+                    request_deserializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ReplayEventsRequest.FromString,
+                    response_serializer=syncmesh_dot_ops_dot_v1_dot_ops__pb2.ReplayEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -94,6 +209,168 @@ class OpsService:
             '/syncmesh.ops.v1.OpsService/ListOwnershipConflicts',
             syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListOwnershipConflictsRequest.SerializeToString,
             syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListOwnershipConflictsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/syncmesh.ops.v1.OpsService/ListDeadLetters',
+            syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListDeadLettersRequest.SerializeToString,
+            syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/syncmesh.ops.v1.OpsService/GetDeadLetter',
+            syncmesh_dot_ops_dot_v1_dot_ops__pb2.GetDeadLetterRequest.SerializeToString,
+            syncmesh_dot_ops_dot_v1_dot_ops__pb2.DeadLetter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/syncmesh.ops.v1.OpsService/ReplayDeadLetters',
+            syncmesh_dot_ops_dot_v1_dot_ops__pb2.ReplayDeadLettersRequest.SerializeToString,
+            syncmesh_dot_ops_dot_v1_dot_ops__pb2.ReplayDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiscardDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/syncmesh.ops.v1.OpsService/DiscardDeadLetter',
+            syncmesh_dot_ops_dot_v1_dot_ops__pb2.DiscardDeadLetterRequest.SerializeToString,
+            syncmesh_dot_ops_dot_v1_dot_ops__pb2.DeadLetter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListParkedEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/syncmesh.ops.v1.OpsService/ListParkedEvents',
+            syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListParkedEventsRequest.SerializeToString,
+            syncmesh_dot_ops_dot_v1_dot_ops__pb2.ListParkedEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/syncmesh.ops.v1.OpsService/ReplayEvents',
+            syncmesh_dot_ops_dot_v1_dot_ops__pb2.ReplayEventsRequest.SerializeToString,
+            syncmesh_dot_ops_dot_v1_dot_ops__pb2.ReplayEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
