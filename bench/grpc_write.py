@@ -181,5 +181,7 @@ async def measure(
     finally:
         await relays.stop()
         await hub.stop(grace=1)
+        for db in hub.databases.values():
+            await db.drop_schema()
         await bus.close()
         await nats_server.stop()

@@ -93,6 +93,13 @@ class Database:
         except Exception:
             return False
 
+    async def drop_schema(self) -> None:
+        """PostgreSQL: drop this service's schema and everything in it (benchmarks, tests)."""
+        if self.schema is not None:
+            async with self.engine.begin() as conn:
+                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        await self.engine.dispose()
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 

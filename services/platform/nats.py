@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import logging
@@ -134,4 +135,7 @@ class Bus:
         try:
             await asyncio.wait_for(self.nc.drain(), 5)
         except Exception:  # reconnecting or drain timed out: close without draining
-            await self.nc.close()
+            # nats-py flushes what it buffered while reconnecting into the dead socket, fails
+            # there and leaves the client closed: there is nothing more to do.
+            with contextlib.suppress(ConnectionError):
+                await self.nc.close()

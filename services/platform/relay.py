@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import nats.js.errors
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import PubAck, StorageType, StreamConfig
 from sqlalchemy import select, text, update
 
 from services.platform.db import Database
@@ -85,6 +85,10 @@ class OutboxRelay:
 
     async def publish_batch(self) -> BatchResult:
         """Publish and mark at most one batch. Returns what was sent."""
+        if not self.bus.nc.is_connected:
+            # Nothing could be confirmed: do not hold the relay lock (on SQLite the database's
+            # write lock, which every business transaction needs) while NATS is away.
+            raise ConnectionError("NATS is not connected")
         async with self.db.transaction() as session:
             if self.db.dialect == "postgresql":
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._lock_key})
@@ -102,13 +106,18 @@ class OutboxRelay:
                 return BatchResult(0, 0)
             futures = []
             for row in rows:
+                if not self.bus.nc.is_connected:
+                    # Publishing can wait (the client's pending-publish limit), and what is
+                    # published while reconnecting is buffered and sent after this batch's
+                    # retry has begun: it would land on the stream out of outbox order.
+                    raise ConnectionError("NATS connection lost while publishing the batch")
                 headers = {**row.headers, "Nats-Msg-Id": row.event_id}
                 futures.append(
                     await self.bus.js.publish_async(
                         subject_for(self.settings, row.subject), row.payload, headers=headers
                     )
                 )
-            acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=10 + len(rows) / 100)
+            acks = await self._confirmed(futures, timeout=10 + len(rows) / 100)
             if os.environ.get(CRASH_AFTER_PUBLISH_ENV):
                 log.warning("fault injection: exiting after publishing %d events, before marking", len(rows))
                 os._exit(86)
@@ -121,6 +130,27 @@ class OutboxRelay:
         self.published_total += len(rows) - duplicates
         self.duplicates_total += duplicates
         return BatchResult(len(rows), duplicates)
+
+    async def _confirmed(self, futures: list[asyncio.Future[PubAck]], timeout: float) -> list[PubAck]:
+        """The batch's acks. Fails as soon as the connection drops: the acks of what the lost
+        connection carried never come, and the batch holds the relay lock (on SQLite the write
+        lock) until it ends. The batch rolls back and is sent again; JetStream drops the copies."""
+        gathered = asyncio.gather(*futures)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while not gathered.done():
+                if not self.bus.nc.is_connected:
+                    raise ConnectionError("NATS connection lost before the batch was confirmed")
+                if loop.time() >= deadline:
+                    raise TimeoutError(f"the batch was not confirmed within {timeout:.1f}s")
+                await asyncio.wait([gathered], timeout=0.05)
+            return list(gathered.result())
+        finally:
+            for future in futures:  # frees their slots in the client's pending-publish limit
+                future.cancel()
+            if gathered.done() and not gathered.cancelled():
+                gathered.exception()  # retrieved: no "exception was never retrieved" warning
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Publish until `stop` is set; back off (with jitter) while NATS or the database fails."""
@@ -137,7 +167,9 @@ class OutboxRelay:
             except Exception as exc:  # the batch rolled back: nothing marked, retried
                 delay = min(max(delay * 2, 0.1), 5.0)
                 wait = delay * random.uniform(0.5, 1.0)
-                log.warning("relay %s: %s; retrying in %.2fs", self.domain, exc or type(exc).__name__, wait)
+                log.warning(
+                    "relay %s: %s; retrying in %.2fs", self.domain, str(exc) or type(exc).__name__, wait
+                )
                 if isinstance(exc, nats.js.errors.NotFoundError | nats.js.errors.NoStreamResponseError):
                     with contextlib.suppress(Exception):
                         await ensure_stream(self.bus, self.settings, self.domain)
