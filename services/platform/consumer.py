@@ -49,7 +49,6 @@ import enum
 import logging
 import random
 import re
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -771,24 +770,29 @@ class Consumer:
             await session.execute(delete(parked_events).where(parked_events.c.id == parked_id))
 
     async def _resume(self, keys: Iterable[str]) -> None:
-        """Apply the parked events waiting for `keys`, and those waiting for what they apply."""
-        queue = deque(keys)
-        while queue:
-            key = queue.popleft()
+        """Apply the parked events waiting for `keys`, and those waiting for what they apply.
+
+        One lookup for all the keys of a round (an applied event frees both its aggregate's
+        next sequence and the events that wait for its aggregate)."""
+        pending = list(keys)
+        while pending:
             async with self.db.transaction() as session:
                 ids = list(
                     (
                         await session.execute(
                             select(parked_events.c.id)
-                            .where(parked_events.c.consumer == self.name, parked_events.c.waits_for == key)
+                            .where(
+                                parked_events.c.consumer == self.name, parked_events.c.waits_for.in_(pending)
+                            )
                             .order_by(parked_events.c.sequence, parked_events.c.id)
                         )
                     ).scalars()
                 )
+            pending = []
             for parked_id in ids:
                 applied = await self._retry_parked(parked_id)
                 if applied is not None:
-                    queue.extend(_keys(applied))
+                    pending.extend(_keys(applied))
 
     async def _retry_parked(self, parked_id: int) -> Event | None:
         """Try a parked event again. Returns it when it was applied."""
