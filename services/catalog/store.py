@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     Integer,
     MetaData,
     String,
@@ -36,7 +34,7 @@ from services.catalog.domain import (
 )
 from services.platform.domain import ExternalRef, Money
 from services.platform.errors import AlreadyExists
-from services.platform.tables import BigId
+from services.platform.tables import BigId, UtcDateTime
 
 metadata = MetaData()
 
@@ -52,8 +50,8 @@ products = Table(
     Column("active", Boolean, nullable=False),
     Column("legal_entity", String(100), nullable=False, index=True),
     Column("revision", Integer, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("update_time", UtcDateTime(), nullable=False),
 )
 
 prices = Table(
@@ -71,8 +69,8 @@ prices = Table(
     Column("usage_unit", String(100), nullable=False),
     Column("active", Boolean, nullable=False),
     Column("revision", Integer, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("update_time", UtcDateTime(), nullable=False),
 )
 
 product_mappings = Table(
@@ -84,8 +82,8 @@ product_mappings = Table(
     Column("system", String(64), nullable=False),
     Column("external_id", String(255), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("update_time", UtcDateTime(), nullable=False),
     UniqueConstraint("system", "external_id", name="uq_product_mappings_external_id"),
     UniqueConstraint("product_id", "system", name="uq_product_mappings_one_per_system"),
 )
@@ -100,8 +98,8 @@ price_mappings = Table(
     Column("system", String(64), nullable=False),
     Column("external_id", String(255), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("update_time", UtcDateTime(), nullable=False),
     UniqueConstraint("system", "external_id", name="uq_price_mappings_external_id"),
     UniqueConstraint("price_id", "system", name="uq_price_mappings_one_per_system"),
 )
@@ -124,10 +122,6 @@ _MAPPING_TABLES = {ObjectType.PRODUCT: product_mappings, ObjectType.PRICE: price
 _TARGET_COLUMN = {ObjectType.PRODUCT: "product_id", ObjectType.PRICE: "price_id"}
 
 
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def _product(row: Any, refs: Iterable[ExternalRef]) -> Product:
     return Product(
         id=row.id,
@@ -138,8 +132,8 @@ def _product(row: Any, refs: Iterable[ExternalRef]) -> Product:
         active=bool(row.active),
         legal_entity=row.legal_entity,
         external_refs=tuple(sorted(refs)),
-        create_time=_aware(row.create_time),
-        update_time=_aware(row.update_time),
+        create_time=row.create_time,
+        update_time=row.update_time,
         revision=row.revision,
     )
 
@@ -158,8 +152,8 @@ def _price(row: Any, refs: Iterable[ExternalRef]) -> Price:
         usage_unit=row.usage_unit,
         active=bool(row.active),
         external_refs=tuple(sorted(refs)),
-        create_time=_aware(row.create_time),
-        update_time=_aware(row.update_time),
+        create_time=row.create_time,
+        update_time=row.update_time,
         revision=row.revision,
     )
 
@@ -171,8 +165,8 @@ def _mapping(row: Any, kind: ObjectType) -> Mapping:
         price_id=row.price_id if kind is ObjectType.PRICE else "",
         ref=ExternalRef(row.system, row.external_id),
         version=row.version,
-        create_time=_aware(row.create_time),
-        update_time=_aware(row.update_time),
+        create_time=row.create_time,
+        update_time=row.update_time,
     )
 
 

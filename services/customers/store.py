@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
     Integer,
     MetaData,
     String,
@@ -25,7 +23,7 @@ from services.customers.domain import Address, Contact, ContactRole, Customer, T
 from services.platform.domain import ExternalRef, Money
 from services.platform.errors import AlreadyExists
 from services.platform.paging import Cursor
-from services.platform.tables import BigId
+from services.platform.tables import BigId, UtcDateTime
 
 metadata = MetaData()
 
@@ -39,8 +37,8 @@ customers = Table(
     Column("region", String(100), nullable=False, index=True),
     Column("document", JSON, nullable=False),
     Column("revision", Integer, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("update_time", UtcDateTime(), nullable=False),
 )
 
 customer_refs = Table(
@@ -83,14 +81,10 @@ def _from_row(row: Any, refs: list[ExternalRef]) -> Customer:
         contacts=tuple(Contact(**{**c, "role": ContactRole(c["role"])}) for c in doc["contacts"]),
         region=row.region,
         external_refs=tuple(sorted(refs)),
-        create_time=_aware(row.create_time),
-        update_time=_aware(row.update_time),
+        create_time=row.create_time,
+        update_time=row.update_time,
         revision=row.revision,
     )
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 class CustomerRepository:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
     Integer,
     MetaData,
     String,
@@ -33,7 +32,7 @@ from services.invoices.domain import (
 from services.platform.domain import ExternalRef, Money
 from services.platform.errors import AlreadyExists
 from services.platform.paging import Cursor
-from services.platform.tables import BigId
+from services.platform.tables import BigId, UtcDateTime
 
 metadata = MetaData()
 
@@ -51,8 +50,8 @@ invoices = Table(
     Column("currency_code", String(3), nullable=False),
     Column("document", JSON, nullable=False),
     Column("revision", Integer, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("update_time", UtcDateTime(), nullable=False),
 )
 
 credit_memos = Table(
@@ -65,8 +64,8 @@ credit_memos = Table(
     Column("status", String(32), nullable=False),
     Column("reason", String(32), nullable=False),
     Column("document", JSON, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("update_time", UtcDateTime(), nullable=False),
 )
 
 # External references of invoices ("invoice") and credit memos ("credit_memo"): one object per
@@ -125,10 +124,6 @@ def _time(value: datetime | None) -> str | None:
 
 def _time_or_none(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _invoice_document(invoice: Invoice) -> dict[str, Any]:
@@ -211,8 +206,8 @@ def _invoice_from_row(row: Any, refs: list[ExternalRef]) -> Invoice:
         ),
         post_time=_time_or_none(doc["post_time"]),
         paid_time=_time_or_none(doc["paid_time"]),
-        create_time=_aware(row.create_time),
-        update_time=_aware(row.update_time),
+        create_time=row.create_time,
+        update_time=row.update_time,
         revision=row.revision,
     )
 
@@ -282,8 +277,8 @@ def _memo_from_row(row: Any, refs: list[ExternalRef]) -> CreditMemo:
         credit_memo_number=doc["credit_memo_number"],
         external_refs=tuple(sorted(refs)),
         issue_time=_time_or_none(doc["issue_time"]),
-        create_time=_aware(row.create_time),
-        update_time=_aware(row.update_time),
+        create_time=row.create_time,
+        update_time=row.update_time,
     )
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
     Integer,
     MetaData,
     String,
@@ -31,7 +30,7 @@ from services.orders.domain import (
 )
 from services.platform.domain import ExternalRef, Money
 from services.platform.paging import Cursor
-from services.platform.tables import BigId
+from services.platform.tables import BigId, UtcDateTime
 
 metadata = MetaData()
 
@@ -43,7 +42,7 @@ quotes = Table(
     Column("customer", String(255), nullable=False, index=True),
     Column("order_id", String(64), nullable=False),
     Column("document", JSON, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
 )
 
 # A quote's references in the CRM/CPQ: one quote per {system, external_id}, which is
@@ -70,10 +69,10 @@ orders = Table(
     Column("document", JSON, nullable=False),
     Column("revision", Integer, nullable=False),
     Column("version", Integer, nullable=False),
-    Column("book_time", DateTime(timezone=True), nullable=True),
-    Column("cancel_time", DateTime(timezone=True), nullable=True),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("book_time", UtcDateTime(), nullable=True),
+    Column("cancel_time", UtcDateTime(), nullable=True),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("update_time", UtcDateTime(), nullable=False),
 )
 
 # ListOrders filter fields -> columns (values already translated to column values by the use case).
@@ -125,12 +124,6 @@ def _ref(doc: dict[str, str]) -> ExternalRef:
     return ExternalRef(doc["system"], doc["external_id"])
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def _quote_doc(quote: Quote) -> dict[str, Any]:
     return {
         "external_refs": [_ref_doc(r) for r in quote.external_refs],
@@ -156,7 +149,7 @@ def _quote(row: Any) -> Quote:
         legal_entity=doc["legal_entity"],
         opportunity_stage=doc["opportunity_stage"],
         order_id=row.order_id,
-        create_time=_aware(row.create_time),
+        create_time=row.create_time,
     )
 
 
@@ -210,10 +203,10 @@ def _order(row: Any) -> Order:
         cancel_effective_date=date.fromisoformat(doc["cancel_effective_date"])
         if doc["cancel_effective_date"]
         else None,
-        book_time=_aware(row.book_time),
-        cancel_time=_aware(row.cancel_time),
-        create_time=_aware(row.create_time),
-        update_time=_aware(row.update_time),
+        book_time=row.book_time,
+        cancel_time=row.cancel_time,
+        create_time=row.create_time,
+        update_time=row.update_time,
     )
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
     Integer,
     MetaData,
     String,
@@ -24,7 +23,7 @@ from services.payments.domain import Application, Payment, PaymentMethod, Paymen
 from services.platform.domain import ExternalRef, Money
 from services.platform.errors import AlreadyExists
 from services.platform.paging import Cursor
-from services.platform.tables import BigId
+from services.platform.tables import BigId, UtcDateTime
 
 metadata = MetaData()
 
@@ -40,8 +39,8 @@ payments = Table(
     Column("currency_code", String(3), nullable=False),
     Column("document", JSON, nullable=False),
     Column("revision", Integer, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("update_time", UtcDateTime(), nullable=False),
 )
 
 payment_refs = Table(
@@ -59,10 +58,6 @@ FILTERABLE = {
     "legal_entity": payments.c.legal_entity,
     "method": payments.c.method,
 }
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _document(payment: Payment) -> dict[str, Any]:
@@ -116,8 +111,8 @@ def _from_row(row: Any, refs: list[ExternalRef]) -> Payment:
             for a in doc["applications"]
         ),
         external_refs=tuple(sorted(refs)),
-        create_time=_aware(row.create_time),
-        update_time=_aware(row.update_time),
+        create_time=row.create_time,
+        update_time=row.update_time,
         revision=row.revision,
     )
 

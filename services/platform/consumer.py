@@ -1240,13 +1240,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; they are UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def _gap_key(aggregate: str, sequence: int) -> str:
     return f"{aggregate}#{sequence}"
 
@@ -1358,7 +1351,7 @@ def _raw_from_row(row: Row[Any]) -> _Raw:
 
 
 def _parked_from_row(row: Row[Any]) -> ParkedEvent:
-    park_time = _aware(row.park_time)
+    park_time = row.park_time
     assert park_time is not None
     return ParkedEvent(
         id=int(row.id),
@@ -1375,12 +1368,12 @@ def _parked_from_row(row: Row[Any]) -> ParkedEvent:
         failures=int(row.failures),
         last_error=row.last_error,
         park_time=park_time,
-        retry_time=_aware(row.retry_time),
+        retry_time=row.retry_time,
     )
 
 
 def _dead_letter_from_row(row: Row[Any]) -> DeadLetter:
-    dead_time = _aware(row.dead_time)
+    dead_time = row.dead_time
     assert dead_time is not None
     return DeadLetter(
         id=int(row.id),
@@ -1398,7 +1391,7 @@ def _dead_letter_from_row(row: Row[Any]) -> DeadLetter:
         stream_sequence=None if row.stream_sequence is None else int(row.stream_sequence),
         dead_time=dead_time,
         status=row.status,
-        resolve_time=_aware(row.resolve_time),
+        resolve_time=row.resolve_time,
         resolution=row.resolution,
         replays=int(row.replays),
     )

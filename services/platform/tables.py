@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -21,9 +23,33 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
 
 platform_metadata = MetaData()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every database.
+
+    PostgreSQL keeps the zone; SQLite stores text without it and hands back naive values,
+    which this type marks as UTC again, so no repository has to.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -35,7 +61,7 @@ idempotency_keys = Table(
     Column("method", String(200), nullable=False),
     Column("fingerprint", String(64), nullable=False),
     Column("response", LargeBinary, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
 )
 
 outbox = Table(
@@ -50,8 +76,8 @@ outbox = Table(
     Column("aggregate_seq", BigInteger, nullable=False),  # per-aggregate sequence, 1-based
     Column("headers", JSON, nullable=False),
     Column("payload", LargeBinary, nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-    Column("publish_time", DateTime(timezone=True), nullable=True),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("publish_time", UtcDateTime(), nullable=True),
     Index("ix_outbox_unpublished", "publish_time", "seq"),
     Index("ix_outbox_aggregate", "aggregate", "aggregate_seq", unique=True),
 )
@@ -68,7 +94,7 @@ ownership_conflicts = Table(
     Column("source_system", String(64), nullable=False),
     Column("owner_system", String(64), nullable=False),
     Column("policy_version", String(64), nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
     Index("ix_ownership_conflicts_object", "object_name", "seq"),
 )
 
@@ -89,7 +115,7 @@ inbox = Table(
     Column("aggregate", String(255), nullable=False),
     Column("sequence", BigInteger, nullable=True),
     Column("stream_sequence", BigInteger, nullable=True),
-    Column("apply_time", DateTime(timezone=True), nullable=False),
+    Column("apply_time", UtcDateTime(), nullable=False),
     Column("replays", Integer, nullable=False),  # times applied again by an explicit replay
     Index("ix_inbox_apply_time", "consumer", "apply_time"),
 )
@@ -100,8 +126,8 @@ aggregate_positions = Table(
     Column("consumer", String(100), primary_key=True),
     Column("aggregate", String(255), primary_key=True),
     Column("last_sequence", BigInteger, nullable=False),  # 0: none applied yet
-    Column("apply_time", DateTime(timezone=True), nullable=True),  # when an event of it was last applied
-    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("apply_time", UtcDateTime(), nullable=True),  # when an event of it was last applied
+    Column("update_time", UtcDateTime(), nullable=False),
 )
 
 parked_events = Table(
@@ -125,9 +151,9 @@ parked_events = Table(
     Column("attempts", Integer, nullable=False),  # handler runs and deliveries so far
     Column("failures", Integer, nullable=False),  # failed runs since it was parked
     Column("last_error", String, nullable=True),
-    Column("park_time", DateTime(timezone=True), nullable=False),
-    Column("check_time", DateTime(timezone=True), nullable=False),  # last time it was (re)checked
-    Column("retry_time", DateTime(timezone=True), nullable=True),  # after a failure: when to retry
+    Column("park_time", UtcDateTime(), nullable=False),
+    Column("check_time", UtcDateTime(), nullable=False),  # last time it was (re)checked
+    Column("retry_time", UtcDateTime(), nullable=True),  # after a failure: when to retry
     Index("ux_parked_events_event", "consumer", "source", "event_id", unique=True),
     Index("ix_parked_events_waits_for", "consumer", "waits_for"),
     Index("ix_parked_events_park_time", "consumer", "park_time"),
@@ -151,9 +177,9 @@ dead_letters = Table(
     Column("stream_sequence", BigInteger, nullable=True),
     Column("headers", JSON, nullable=False),
     Column("payload", LargeBinary, nullable=False),
-    Column("dead_time", DateTime(timezone=True), nullable=False),
+    Column("dead_time", UtcDateTime(), nullable=False),
     Column("status", String(16), nullable=False),  # DEAD, REPLAYED, DISCARDED
-    Column("resolve_time", DateTime(timezone=True), nullable=True),
+    Column("resolve_time", UtcDateTime(), nullable=True),
     Column("resolution", String, nullable=True),
     Column("replays", Integer, nullable=False),
     Index("ux_dead_letters_event", "consumer", "source", "event_id", unique=True),

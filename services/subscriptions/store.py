@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -10,7 +10,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
-    DateTime,
     Integer,
     MetaData,
     String,
@@ -27,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.platform.domain import ExternalRef, Money
 from services.platform.errors import AlreadyExists
 from services.platform.paging import Cursor
-from services.platform.tables import BigId
+from services.platform.tables import BigId, UtcDateTime
 from services.subscriptions.domain import (
     BillingFrequency,
     BillingSchedule,
@@ -55,9 +54,9 @@ subscriptions = Table(
     Column("cancel_effective_date", Date, nullable=True),
     Column("document", JSON, nullable=False),
     Column("revision", Integer, nullable=False),
-    Column("activate_time", DateTime(timezone=True), nullable=True),
-    Column("create_time", DateTime(timezone=True), nullable=False),
-    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("activate_time", UtcDateTime(), nullable=True),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("update_time", UtcDateTime(), nullable=False),
 )
 
 subscription_refs = Table(
@@ -154,19 +153,15 @@ def _from_row(row: Any, refs: list[ExternalRef]) -> Subscription:
         renewal_count=int(doc["renewal_count"]),
         cancel_reason=doc["cancel_reason"],
         cancel_effective_date=_day(row.cancel_effective_date) if row.cancel_effective_date else None,
-        activate_time=_aware(row.activate_time) if row.activate_time else None,
-        create_time=_aware(row.create_time),
-        update_time=_aware(row.update_time),
+        activate_time=row.activate_time,
+        create_time=row.create_time,
+        update_time=row.update_time,
         revision=row.revision,
     )
 
 
 def _day(value: date) -> date:
     return value.date() if isinstance(value, datetime) else value
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 class SubscriptionRepository:
