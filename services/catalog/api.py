@@ -13,10 +13,9 @@ from services.catalog import convert, service
 from services.catalog.domain import ObjectType
 from services.catalog.store import metadata
 from services.platform.db import Database
-from services.platform.domain import Origin
 from services.platform.errors import FieldViolation, invalid
 from services.platform.idempotency import idempotent
-from services.platform.interceptors import current_identity
+from services.platform.interceptors import caller_origin
 from services.platform.ownership import OwnershipPolicy
 from services.platform.protoconv import ref_from_proto
 from services.platform.server import DomainService, ServiceContext
@@ -35,7 +34,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
         product = convert.product_from_proto(request.product)
 
         async def work(session: Any) -> pb.Product:
-            created = await service.create_product(session, product, _origin(), self.policy)
+            created = await service.create_product(session, product, caller_origin(), self.policy)
             return convert.product_to_proto(created)
 
         return await idempotent(self.db, "CreateProduct", request, pb.Product, work)
@@ -53,7 +52,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
 
         async def work(session: Any) -> pb.Product:
             updated = await service.update_product(
-                session, request.product.name, changes, request.product.etag, _origin(), self.policy
+                session, request.product.name, changes, request.product.etag, caller_origin(), self.policy
             )
             return convert.product_to_proto(updated)
 
@@ -76,7 +75,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
         price = convert.price_from_proto(request.price)
 
         async def work(session: Any) -> pb.Price:
-            created = await service.create_price(session, request.parent, price, _origin(), self.policy)
+            created = await service.create_price(session, request.parent, price, caller_origin(), self.policy)
             return convert.price_to_proto(created)
 
         return await idempotent(self.db, "CreatePrice", request, pb.Price, work)
@@ -92,7 +91,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
 
         async def work(session: Any) -> pb.Price:
             updated = await service.update_price(
-                session, request.price.name, changes, request.price.etag, _origin(), self.policy
+                session, request.price.name, changes, request.price.etag, caller_origin(), self.policy
             )
             return convert.price_to_proto(updated)
 
@@ -232,10 +231,6 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
                     ]
                 )
         return convert.resolution_to_proto(mapping)
-
-
-def _origin() -> Origin:
-    return Origin(current_identity.get(), "API")
 
 
 def _register(server: grpc.aio.Server, ctx: ServiceContext) -> None:

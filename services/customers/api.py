@@ -12,9 +12,8 @@ from syncmesh.customers.v1 import customers_pb2_grpc as pb_grpc
 from services.customers import convert, domain, service
 from services.customers.store import metadata
 from services.platform.db import Database
-from services.platform.domain import Origin
 from services.platform.idempotency import idempotent
-from services.platform.interceptors import current_identity
+from services.platform.interceptors import caller_origin
 from services.platform.ownership import OwnershipPolicy
 from services.platform.protoconv import required_ref
 from services.platform.server import DomainService, ServiceContext
@@ -30,7 +29,7 @@ class CustomerServicer(pb_grpc.CustomerServiceServicer):
     ) -> pb.Customer:
         async def work(session: Any) -> pb.Customer:
             customer, _ = await service.create(
-                session, convert.customer_from_proto(request.customer), _origin("API"), self.policy
+                session, convert.customer_from_proto(request.customer), caller_origin("API"), self.policy
             )
             return convert.customer_to_proto(customer)
 
@@ -49,7 +48,12 @@ class CustomerServicer(pb_grpc.CustomerServiceServicer):
 
         async def work(session: Any) -> pb.Customer:
             updated, _ = await service.update(
-                session, request.customer.name, changes, request.customer.etag, _origin("API"), self.policy
+                session,
+                request.customer.name,
+                changes,
+                request.customer.etag,
+                caller_origin("API"),
+                self.policy,
             )
             return convert.customer_to_proto(updated)
 
@@ -85,7 +89,7 @@ class CustomerServicer(pb_grpc.CustomerServiceServicer):
                 ref,
                 convert.customer_from_proto(request.customer),
                 changes,
-                _origin("SYNC"),
+                caller_origin("SYNC"),
                 self.policy,
             )
             return pb.UpsertCustomerResponse(
@@ -110,10 +114,6 @@ class CustomerServicer(pb_grpc.CustomerServiceServicer):
             ],
             customer=convert.customer_to_proto(customer),
         )
-
-
-def _origin(channel: str) -> Origin:
-    return Origin(current_identity.get(), channel)
 
 
 def _register(server: grpc.aio.Server, ctx: ServiceContext) -> None:

@@ -13,9 +13,8 @@ from services.invoices import convert, service
 from services.invoices.customers_client import GrpcCustomerDirectory
 from services.invoices.store import metadata
 from services.platform.db import Database
-from services.platform.domain import Origin
 from services.platform.idempotency import idempotent, recorded_response
-from services.platform.interceptors import current_identity
+from services.platform.interceptors import caller_origin
 from services.platform.ownership import OwnershipPolicy
 from services.platform.server import DomainService, Peers, ServiceContext, forwarded_auth
 
@@ -33,7 +32,9 @@ class InvoiceServicer(pb_grpc.InvoiceServiceServicer):
         draft = convert.invoice_from_proto(request.invoice)
 
         async def work(session: Any) -> pb.Invoice:
-            return convert.invoice_to_proto(await service.create(session, draft, _origin(), self.policy))
+            return convert.invoice_to_proto(
+                await service.create(session, draft, caller_origin(), self.policy)
+            )
 
         return await idempotent(self.db, "CreateInvoice", request, pb.Invoice, work)
 
@@ -68,7 +69,9 @@ class InvoiceServicer(pb_grpc.InvoiceServiceServicer):
         terms = await service.payment_terms_for_posting(self.db, request.name, customers)
 
         async def work(session: Any) -> pb.Invoice:
-            posted = await service.post(session, request.name, request.etag, _origin(), self.policy, terms)
+            posted = await service.post(
+                session, request.name, request.etag, caller_origin(), self.policy, terms
+            )
             return convert.invoice_to_proto(posted)
 
         return await idempotent(self.db, "PostInvoice", request, pb.Invoice, work)
@@ -85,7 +88,9 @@ class InvoiceServicer(pb_grpc.InvoiceServiceServicer):
         memo = convert.credit_memo_from_proto(request.credit_memo)
 
         async def work(session: Any) -> pb.CreditMemo:
-            issued = await service.issue_credit_memo(session, request.parent, memo, _origin(), self.policy)
+            issued = await service.issue_credit_memo(
+                session, request.parent, memo, caller_origin(), self.policy
+            )
             return convert.credit_memo_to_proto(issued)
 
         return await idempotent(self.db, "IssueCreditMemo", request, pb.CreditMemo, work)
@@ -109,15 +114,17 @@ class InvoiceServicer(pb_grpc.InvoiceServiceServicer):
 
         async def work(session: Any) -> pb.Invoice:
             updated = await service.record_payment(
-                session, request.invoice, request.payment, request.customer, amount, _origin(), self.policy
+                session,
+                request.invoice,
+                request.payment,
+                request.customer,
+                amount,
+                caller_origin(),
+                self.policy,
             )
             return convert.invoice_to_proto(updated)
 
         return await idempotent(self.db, "RecordInvoicePayment", request, pb.Invoice, work)
-
-
-def _origin() -> Origin:
-    return Origin(current_identity.get(), "API")
 
 
 def _register(server: grpc.aio.Server, ctx: ServiceContext) -> None:

@@ -12,9 +12,8 @@ from syncmesh.orders.v1 import orders_pb2_grpc as pb_grpc
 from services.orders import convert, domain, service
 from services.orders.peers import GrpcCustomerDirectory
 from services.orders.store import metadata
-from services.platform.domain import Origin
 from services.platform.idempotency import idempotent, recorded_response
-from services.platform.interceptors import current_identity
+from services.platform.interceptors import caller_origin
 from services.platform.server import DomainService, ServiceContext, forwarded_auth
 
 
@@ -41,7 +40,7 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
         standing = await service.customer_standing(quote, self._customers(context))
 
         async def work(session: Any) -> pb.SalesOrder:
-            _, order = await service.submit(session, quote, _origin(), self.policy, standing)
+            _, order = await service.submit(session, quote, caller_origin(), self.policy, standing)
             return convert.order_to_proto(order)
 
         return await idempotent(self.db, "SubmitOrder", request, pb.SalesOrder, work)
@@ -77,7 +76,7 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
                 effective_date,
                 request.reason,
                 request.etag,
-                _origin(),
+                caller_origin(),
                 self.policy,
             )
             return convert.order_to_proto(order)
@@ -97,7 +96,13 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
 
         async def work(session: Any) -> pb.SalesOrder:
             order = await service.cancel(
-                session, request.name, request.reason, effective_date, request.etag, _origin(), self.policy
+                session,
+                request.name,
+                request.reason,
+                effective_date,
+                request.etag,
+                caller_origin(),
+                self.policy,
             )
             return convert.order_to_proto(order)
 
@@ -106,10 +111,6 @@ class OrderServicer(pb_grpc.OrderServiceServicer):
     async def GetQuote(self, request: pb.GetQuoteRequest, context: grpc.aio.ServicerContext) -> pb.Quote:
         async with self.db.transaction() as session:
             return convert.quote_to_proto(await service.get_quote(session, request.name))
-
-
-def _origin() -> Origin:
-    return Origin(current_identity.get(), "API")
 
 
 def _register(server: grpc.aio.Server, ctx: ServiceContext) -> None:

@@ -13,9 +13,8 @@ from services.payments import convert, service
 from services.payments.invoices_client import GrpcInvoiceLedger
 from services.payments.store import metadata
 from services.platform.db import Database
-from services.platform.domain import Origin
 from services.platform.idempotency import idempotent
-from services.platform.interceptors import current_identity
+from services.platform.interceptors import caller_origin
 from services.platform.ownership import OwnershipPolicy
 from services.platform.server import DomainService, Peers, ServiceContext, forwarded_auth
 
@@ -33,7 +32,9 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         draft = convert.payment_from_proto(request.payment)
 
         async def work(session: Any) -> pb.Payment:
-            return convert.payment_to_proto(await service.record(session, draft, _origin(), self.policy))
+            return convert.payment_to_proto(
+                await service.record(session, draft, caller_origin(), self.policy)
+            )
 
         return await idempotent(self.db, "RecordPayment", request, pb.Payment, work)
 
@@ -71,7 +72,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 amount,
                 request.etag,
                 request.request_id,
-                _origin(),
+                caller_origin(),
                 self.policy,
                 ledger,
             )
@@ -81,10 +82,6 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             )
 
         return await idempotent(self.db, "ApplyPayment", request, pb.ApplyPaymentResponse, work)
-
-
-def _origin() -> Origin:
-    return Origin(current_identity.get(), "API")
 
 
 def _register(server: grpc.aio.Server, ctx: ServiceContext) -> None:

@@ -20,6 +20,7 @@ import grpc
 from google.protobuf.message import Message
 
 from services.platform import grpc_errors
+from services.platform.domain import Origin
 from services.platform.errors import DomainError, ErrorCode, Unauthenticated, invalid
 from services.platform.validation import validate_request
 
@@ -29,6 +30,12 @@ Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 # The calling system identity ("crm", "billing", "erp", "ops") of the current call.
 current_identity: contextvars.ContextVar[str] = contextvars.ContextVar("syncmesh_identity")
+
+
+def caller_origin(channel: str = "API") -> Origin:
+    """The current call's origin: the authenticated system and how the change arrived."""
+    return Origin(current_identity.get(), channel)
+
 
 # Infrastructure services answer without a token: load balancers and grpcurl need them.
 PUBLIC_SERVICE_PREFIXES = (

@@ -10,9 +10,8 @@ from syncmesh.subscriptions.v1 import subscriptions_pb2 as pb
 from syncmesh.subscriptions.v1 import subscriptions_pb2_grpc as pb_grpc
 
 from services.platform.db import Database
-from services.platform.domain import Origin
 from services.platform.idempotency import idempotent
-from services.platform.interceptors import current_identity
+from services.platform.interceptors import caller_origin
 from services.platform.ownership import OwnershipPolicy
 from services.platform.server import DomainService, ServiceContext
 from services.subscriptions import convert, service
@@ -30,7 +29,7 @@ class SubscriptionServicer(pb_grpc.SubscriptionServiceServicer):
         subscription = convert.subscription_from_proto(request.subscription)
 
         async def work(session: Any) -> pb.Subscription:
-            created = await service.create(session, subscription, _origin("API"), self.policy)
+            created = await service.create(session, subscription, caller_origin("API"), self.policy)
             return convert.subscription_to_proto(created)
 
         return await idempotent(self.db, "CreateSubscription", request, pb.Subscription, work)
@@ -62,7 +61,7 @@ class SubscriptionServicer(pb_grpc.SubscriptionServiceServicer):
                 request.subscription.name,
                 changes,
                 request.subscription.etag,
-                _origin("API"),
+                caller_origin("API"),
                 self.policy,
             )
             return convert.subscription_to_proto(updated)
@@ -92,10 +91,6 @@ class SubscriptionServicer(pb_grpc.SubscriptionServiceServicer):
             return convert.subscription_to_proto(renewed)
 
         return await idempotent(self.db, "RenewSubscription", request, pb.Subscription, work)
-
-
-def _origin(channel: str) -> Origin:
-    return Origin(current_identity.get(), channel)
 
 
 def _register(server: grpc.aio.Server, ctx: ServiceContext) -> None:
