@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -94,6 +94,17 @@ class Settings(BaseSettings):
     # System-of-record policy (TOML); None: the shipped default, services/platform/ownership.toml.
     ownership_policy: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Webhook signing secrets (never logged). During a rotation give the old and the new
+    # secret separated by a comma: a request signed with either is accepted.
+    stripe_webhook_secret: SecretStr | None = None  # SYNCMESH_STRIPE_WEBHOOK_SECRET
+    hubspot_client_secret: SecretStr | None = None  # SYNCMESH_HUBSPOT_CLIENT_SECRET
+    salesforce_webhook_secret: SecretStr | None = None  # SYNCMESH_SALESFORCE_WEBHOOK_SECRET
+    # Our own client id in Salesforce: changes whose changeOrigin names it are our echoes.
+    salesforce_client_id: str = "syncmesh"
+    # Declared webhook sources (TOML files) beside the shipped ones in gateway/sources/,
+    # and their secrets by source name (SYNCMESH_WEBHOOK_SECRETS__<NAME>).
+    webhook_sources_dir: Path | None = None
+    webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
 
     @field_validator("database_url")
     @classmethod
