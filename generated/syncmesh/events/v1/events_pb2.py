@@ -27,6 +27,8 @@ from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.type import date_pb2 as google_dot_type_dot_date__pb2
+from google.type import money_pb2 as google_dot_type_dot_money__pb2
+from syncmesh.catalog.v1 import catalog_pb2 as syncmesh_dot_catalog_dot_v1_dot_catalog__pb2
 from syncmesh.common.v1 import common_pb2 as syncmesh_dot_common_dot_v1_dot_common__pb2
 from syncmesh.customers.v1 import customers_pb2 as syncmesh_dot_customers_dot_v1_dot_customers__pb2
 from syncmesh.invoices.v1 import invoices_pb2 as syncmesh_dot_invoices_dot_v1_dot_invoices__pb2
@@ -35,7 +37,7 @@ from syncmesh.payments.v1 import payments_pb2 as syncmesh_dot_payments_dot_v1_do
 from syncmesh.subscriptions.v1 import subscriptions_pb2 as syncmesh_dot_subscriptions_dot_v1_dot_subscriptions__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsyncmesh/events/v1/events.proto\x12\x12syncmesh.events.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x1fsyncmesh/common/v1/common.proto\x1a%syncmesh/customers/v1/customers.proto\x1a#syncmesh/invoices/v1/invoices.proto\x1a\x1fsyncmesh/orders/v1/orders.proto\x1a#syncmesh/payments/v1/payments.proto\x1a-syncmesh/subscriptions/v1/subscriptions.proto\"\xca\x04\n\nCloudEvent\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06source\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0cspec_version\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04type\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x42\n\nattributes\x18\x05 \x03(\x0b\x32..syncmesh.events.v1.CloudEvent.AttributesEntry\x12\x15\n\x0b\x62inary_data\x18\x06 \x01(\x0cH\x00\x12\x13\n\ttext_data\x18\x07 \x01(\tH\x00\x12*\n\nproto_data\x18\x08 \x01(\x0b\x32\x14.google.protobuf.AnyH\x00\x1a\xd3\x01\n\x18\x43loudEventAttributeValue\x12\x14\n\nce_boolean\x18\x01 \x01(\x08H\x00\x12\x14\n\nce_integer\x18\x02 \x01(\x05H\x00\x12\x13\n\tce_string\x18\x03 \x01(\tH\x00\x12\x12\n\x08\x63\x65_bytes\x18\x04 \x01(\x0cH\x00\x12\x10\n\x06\x63\x65_uri\x18\x05 \x01(\tH\x00\x12\x14\n\nce_uri_ref\x18\x06 \x01(\tH\x00\x12\x32\n\x0c\x63\x65_timestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x06\n\x04\x61ttr\x1aj\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x46\n\x05value\x18\x02 \x01(\x0b\x32\x37.syncmesh.events.v1.CloudEvent.CloudEventAttributeValue:\x02\x38\x01\x42\x06\n\x04\x64\x61ta\"9\n\rQuoteApproved\x12(\n\x05quote\x18\x01 \x01(\x0b\x32\x19.syncmesh.orders.v1.Quote\"\xb8\x01\n\x10\x43ustomerUpserted\x12\x31\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1f.syncmesh.customers.v1.Customer\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x16\n\x0e\x63hanged_fields\x18\x03 \x03(\t\x12\x16\n\x0eskipped_fields\x18\x04 \x03(\t\x12\x30\n\x06origin\x18\x05 \x01(\x0b\x32 .syncmesh.common.v1.ChangeOrigin\"<\n\x0bOrderBooked\x12-\n\x05order\x18\x01 \x01(\x0b\x32\x1e.syncmesh.orders.v1.SalesOrder\"t\n\x0cOrderAmended\x12-\n\x05order\x18\x01 \x01(\x0b\x32\x1e.syncmesh.orders.v1.SalesOrder\x12\x35\n\tamendment\x18\x02 \x01(\x0b\x32\".syncmesh.orders.v1.OrderAmendment\"z\n\x0eOrderCancelled\x12-\n\x05order\x18\x01 \x01(\x0b\x32\x1e.syncmesh.orders.v1.SalesOrder\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12)\n\x0e\x65\x66\x66\x65\x63tive_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\"V\n\x15SubscriptionActivated\x12=\n\x0csubscription\x18\x01 \x01(\x0b\x32\'.syncmesh.subscriptions.v1.Subscription\"\x91\x01\n\x15SubscriptionCancelled\x12=\n\x0csubscription\x18\x01 \x01(\x0b\x32\'.syncmesh.subscriptions.v1.Subscription\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12)\n\x0e\x65\x66\x66\x65\x63tive_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\"\x96\x01\n\x0f\x43ontractRenewed\x12=\n\x0csubscription\x18\x01 \x01(\x0b\x32\'.syncmesh.subscriptions.v1.Subscription\x12\x31\n\x16previous_term_end_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12\x11\n\tautomatic\x18\x03 \x01(\x08\"?\n\rInvoiceIssued\x12.\n\x07invoice\x18\x01 \x01(\x0b\x32\x1d.syncmesh.invoices.v1.Invoice\"?\n\rInvoicePosted\x12.\n\x07invoice\x18\x01 \x01(\x0b\x32\x1d.syncmesh.invoices.v1.Invoice\"t\n\x10\x43reditMemoIssued\x12\x35\n\x0b\x63redit_memo\x18\x01 \x01(\x0b\x32 .syncmesh.invoices.v1.CreditMemo\x12)\n\x07invoice\x18\x02 \x01(\tB\x18\xfa\x41\x15\n\x13syncmesh.io/Invoice\"?\n\rPaymentPosted\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.syncmesh.payments.v1.Payment\"\x7f\n\x0ePaymentApplied\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.syncmesh.payments.v1.Payment\x12=\n\x0b\x61pplication\x18\x02 \x01(\x0b\x32(.syncmesh.payments.v1.PaymentApplicationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsyncmesh/events/v1/events.proto\x12\x12syncmesh.events.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x17google/type/money.proto\x1a!syncmesh/catalog/v1/catalog.proto\x1a\x1fsyncmesh/common/v1/common.proto\x1a%syncmesh/customers/v1/customers.proto\x1a#syncmesh/invoices/v1/invoices.proto\x1a\x1fsyncmesh/orders/v1/orders.proto\x1a#syncmesh/payments/v1/payments.proto\x1a-syncmesh/subscriptions/v1/subscriptions.proto\"\xca\x04\n\nCloudEvent\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06source\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0cspec_version\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04type\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x42\n\nattributes\x18\x05 \x03(\x0b\x32..syncmesh.events.v1.CloudEvent.AttributesEntry\x12\x15\n\x0b\x62inary_data\x18\x06 \x01(\x0cH\x00\x12\x13\n\ttext_data\x18\x07 \x01(\tH\x00\x12*\n\nproto_data\x18\x08 \x01(\x0b\x32\x14.google.protobuf.AnyH\x00\x1a\xd3\x01\n\x18\x43loudEventAttributeValue\x12\x14\n\nce_boolean\x18\x01 \x01(\x08H\x00\x12\x14\n\nce_integer\x18\x02 \x01(\x05H\x00\x12\x13\n\tce_string\x18\x03 \x01(\tH\x00\x12\x12\n\x08\x63\x65_bytes\x18\x04 \x01(\x0cH\x00\x12\x10\n\x06\x63\x65_uri\x18\x05 \x01(\tH\x00\x12\x14\n\nce_uri_ref\x18\x06 \x01(\tH\x00\x12\x32\n\x0c\x63\x65_timestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x06\n\x04\x61ttr\x1aj\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x46\n\x05value\x18\x02 \x01(\x0b\x32\x37.syncmesh.events.v1.CloudEvent.CloudEventAttributeValue:\x02\x38\x01\x42\x06\n\x04\x64\x61ta\"9\n\rQuoteApproved\x12(\n\x05quote\x18\x01 \x01(\x0b\x32\x19.syncmesh.orders.v1.Quote\"\xb8\x01\n\x10\x43ustomerUpserted\x12\x31\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1f.syncmesh.customers.v1.Customer\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x16\n\x0e\x63hanged_fields\x18\x03 \x03(\t\x12\x16\n\x0eskipped_fields\x18\x04 \x03(\t\x12\x30\n\x06origin\x18\x05 \x01(\x0b\x32 .syncmesh.common.v1.ChangeOrigin\"<\n\x0bOrderBooked\x12-\n\x05order\x18\x01 \x01(\x0b\x32\x1e.syncmesh.orders.v1.SalesOrder\"t\n\x0cOrderAmended\x12-\n\x05order\x18\x01 \x01(\x0b\x32\x1e.syncmesh.orders.v1.SalesOrder\x12\x35\n\tamendment\x18\x02 \x01(\x0b\x32\".syncmesh.orders.v1.OrderAmendment\"z\n\x0eOrderCancelled\x12-\n\x05order\x18\x01 \x01(\x0b\x32\x1e.syncmesh.orders.v1.SalesOrder\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12)\n\x0e\x65\x66\x66\x65\x63tive_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\"V\n\x15SubscriptionActivated\x12=\n\x0csubscription\x18\x01 \x01(\x0b\x32\'.syncmesh.subscriptions.v1.Subscription\"\x91\x01\n\x15SubscriptionCancelled\x12=\n\x0csubscription\x18\x01 \x01(\x0b\x32\'.syncmesh.subscriptions.v1.Subscription\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12)\n\x0e\x65\x66\x66\x65\x63tive_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\"\x96\x01\n\x0f\x43ontractRenewed\x12=\n\x0csubscription\x18\x01 \x01(\x0b\x32\'.syncmesh.subscriptions.v1.Subscription\x12\x31\n\x16previous_term_end_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12\x11\n\tautomatic\x18\x03 \x01(\x08\"\xb6\x01\n\x13SubscriptionUpdated\x12=\n\x0csubscription\x18\x01 \x01(\x0b\x32\'.syncmesh.subscriptions.v1.Subscription\x12\x16\n\x0e\x63hanged_fields\x18\x02 \x03(\t\x12\x16\n\x0eskipped_fields\x18\x03 \x03(\t\x12\x30\n\x06origin\x18\x04 \x01(\x0b\x32 .syncmesh.common.v1.ChangeOrigin\"w\n\x11SubscriptionEnded\x12=\n\x0csubscription\x18\x01 \x01(\x0b\x32\'.syncmesh.subscriptions.v1.Subscription\x12#\n\x08\x65nd_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\"?\n\rInvoiceIssued\x12.\n\x07invoice\x18\x01 \x01(\x0b\x32\x1d.syncmesh.invoices.v1.Invoice\"?\n\rInvoicePosted\x12.\n\x07invoice\x18\x01 \x01(\x0b\x32\x1d.syncmesh.invoices.v1.Invoice\"t\n\x10\x43reditMemoIssued\x12\x35\n\x0b\x63redit_memo\x18\x01 \x01(\x0b\x32 .syncmesh.invoices.v1.CreditMemo\x12)\n\x07invoice\x18\x02 \x01(\tB\x18\xfa\x41\x15\n\x13syncmesh.io/Invoice\"\x97\x01\n\x16InvoicePaymentRecorded\x12.\n\x07invoice\x18\x01 \x01(\x0b\x32\x1d.syncmesh.invoices.v1.Invoice\x12)\n\x07payment\x18\x02 \x01(\tB\x18\xfa\x41\x15\n\x13syncmesh.io/Payment\x12\"\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x12.google.type.Money\"?\n\rPaymentPosted\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.syncmesh.payments.v1.Payment\"\x7f\n\x0ePaymentApplied\x12.\n\x07payment\x18\x01 \x01(\x0b\x32\x1d.syncmesh.payments.v1.Payment\x12=\n\x0b\x61pplication\x18\x02 \x01(\x0b\x32(.syncmesh.payments.v1.PaymentApplication\"\x9b\x01\n\x0fProductUpserted\x12-\n\x07product\x18\x01 \x01(\x0b\x32\x1c.syncmesh.catalog.v1.Product\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x16\n\x0e\x63hanged_fields\x18\x03 \x03(\t\x12\x30\n\x06origin\x18\x04 \x01(\x0b\x32 .syncmesh.common.v1.ChangeOrigin\"\x95\x01\n\rPriceUpserted\x12)\n\x05price\x18\x01 \x01(\x0b\x32\x1a.syncmesh.catalog.v1.Price\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x16\n\x0e\x63hanged_fields\x18\x03 \x03(\t\x12\x30\n\x06origin\x18\x04 \x01(\x0b\x32 .syncmesh.common.v1.ChangeOrigin\"\xa9\x01\n\x0fMappingUpserted\x12>\n\x0fproduct_mapping\x18\x01 \x01(\x0b\x32#.syncmesh.catalog.v1.ProductMappingH\x00\x12:\n\rprice_mapping\x18\x02 \x01(\x0b\x32!.syncmesh.catalog.v1.PriceMappingH\x00\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\x42\t\n\x07mappingb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,36 +56,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLOUDEVENT'].fields_by_name['type']._serialized_options = b'\342A\001\002'
   _globals['_CREDITMEMOISSUED'].fields_by_name['invoice']._loaded_options = None
   _globals['_CREDITMEMOISSUED'].fields_by_name['invoice']._serialized_options = b'\372A\025\n\023syncmesh.io/Invoice'
-  _globals['_CLOUDEVENT']._serialized_start=426
-  _globals['_CLOUDEVENT']._serialized_end=1012
-  _globals['_CLOUDEVENT_CLOUDEVENTATTRIBUTEVALUE']._serialized_start=685
-  _globals['_CLOUDEVENT_CLOUDEVENTATTRIBUTEVALUE']._serialized_end=896
-  _globals['_CLOUDEVENT_ATTRIBUTESENTRY']._serialized_start=898
-  _globals['_CLOUDEVENT_ATTRIBUTESENTRY']._serialized_end=1004
-  _globals['_QUOTEAPPROVED']._serialized_start=1014
-  _globals['_QUOTEAPPROVED']._serialized_end=1071
-  _globals['_CUSTOMERUPSERTED']._serialized_start=1074
-  _globals['_CUSTOMERUPSERTED']._serialized_end=1258
-  _globals['_ORDERBOOKED']._serialized_start=1260
-  _globals['_ORDERBOOKED']._serialized_end=1320
-  _globals['_ORDERAMENDED']._serialized_start=1322
-  _globals['_ORDERAMENDED']._serialized_end=1438
-  _globals['_ORDERCANCELLED']._serialized_start=1440
-  _globals['_ORDERCANCELLED']._serialized_end=1562
-  _globals['_SUBSCRIPTIONACTIVATED']._serialized_start=1564
-  _globals['_SUBSCRIPTIONACTIVATED']._serialized_end=1650
-  _globals['_SUBSCRIPTIONCANCELLED']._serialized_start=1653
-  _globals['_SUBSCRIPTIONCANCELLED']._serialized_end=1798
-  _globals['_CONTRACTRENEWED']._serialized_start=1801
-  _globals['_CONTRACTRENEWED']._serialized_end=1951
-  _globals['_INVOICEISSUED']._serialized_start=1953
-  _globals['_INVOICEISSUED']._serialized_end=2016
-  _globals['_INVOICEPOSTED']._serialized_start=2018
-  _globals['_INVOICEPOSTED']._serialized_end=2081
-  _globals['_CREDITMEMOISSUED']._serialized_start=2083
-  _globals['_CREDITMEMOISSUED']._serialized_end=2199
-  _globals['_PAYMENTPOSTED']._serialized_start=2201
-  _globals['_PAYMENTPOSTED']._serialized_end=2264
-  _globals['_PAYMENTAPPLIED']._serialized_start=2266
-  _globals['_PAYMENTAPPLIED']._serialized_end=2393
+  _globals['_INVOICEPAYMENTRECORDED'].fields_by_name['payment']._loaded_options = None
+  _globals['_INVOICEPAYMENTRECORDED'].fields_by_name['payment']._serialized_options = b'\372A\025\n\023syncmesh.io/Payment'
+  _globals['_CLOUDEVENT']._serialized_start=486
+  _globals['_CLOUDEVENT']._serialized_end=1072
+  _globals['_CLOUDEVENT_CLOUDEVENTATTRIBUTEVALUE']._serialized_start=745
+  _globals['_CLOUDEVENT_CLOUDEVENTATTRIBUTEVALUE']._serialized_end=956
+  _globals['_CLOUDEVENT_ATTRIBUTESENTRY']._serialized_start=958
+  _globals['_CLOUDEVENT_ATTRIBUTESENTRY']._serialized_end=1064
+  _globals['_QUOTEAPPROVED']._serialized_start=1074
+  _globals['_QUOTEAPPROVED']._serialized_end=1131
+  _globals['_CUSTOMERUPSERTED']._serialized_start=1134
+  _globals['_CUSTOMERUPSERTED']._serialized_end=1318
+  _globals['_ORDERBOOKED']._serialized_start=1320
+  _globals['_ORDERBOOKED']._serialized_end=1380
+  _globals['_ORDERAMENDED']._serialized_start=1382
+  _globals['_ORDERAMENDED']._serialized_end=1498
+  _globals['_ORDERCANCELLED']._serialized_start=1500
+  _globals['_ORDERCANCELLED']._serialized_end=1622
+  _globals['_SUBSCRIPTIONACTIVATED']._serialized_start=1624
+  _globals['_SUBSCRIPTIONACTIVATED']._serialized_end=1710
+  _globals['_SUBSCRIPTIONCANCELLED']._serialized_start=1713
+  _globals['_SUBSCRIPTIONCANCELLED']._serialized_end=1858
+  _globals['_CONTRACTRENEWED']._serialized_start=1861
+  _globals['_CONTRACTRENEWED']._serialized_end=2011
+  _globals['_SUBSCRIPTIONUPDATED']._serialized_start=2014
+  _globals['_SUBSCRIPTIONUPDATED']._serialized_end=2196
+  _globals['_SUBSCRIPTIONENDED']._serialized_start=2198
+  _globals['_SUBSCRIPTIONENDED']._serialized_end=2317
+  _globals['_INVOICEISSUED']._serialized_start=2319
+  _globals['_INVOICEISSUED']._serialized_end=2382
+  _globals['_INVOICEPOSTED']._serialized_start=2384
+  _globals['_INVOICEPOSTED']._serialized_end=2447
+  _globals['_CREDITMEMOISSUED']._serialized_start=2449
+  _globals['_CREDITMEMOISSUED']._serialized_end=2565
+  _globals['_INVOICEPAYMENTRECORDED']._serialized_start=2568
+  _globals['_INVOICEPAYMENTRECORDED']._serialized_end=2719
+  _globals['_PAYMENTPOSTED']._serialized_start=2721
+  _globals['_PAYMENTPOSTED']._serialized_end=2784
+  _globals['_PAYMENTAPPLIED']._serialized_start=2786
+  _globals['_PAYMENTAPPLIED']._serialized_end=2913
+  _globals['_PRODUCTUPSERTED']._serialized_start=2916
+  _globals['_PRODUCTUPSERTED']._serialized_end=3071
+  _globals['_PRICEUPSERTED']._serialized_start=3074
+  _globals['_PRICEUPSERTED']._serialized_end=3223
+  _globals['_MAPPINGUPSERTED']._serialized_start=3226
+  _globals['_MAPPINGUPSERTED']._serialized_end=3395
 # @@protoc_insertion_point(module_scope)

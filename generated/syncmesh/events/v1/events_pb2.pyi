@@ -5,6 +5,8 @@ from google.api import resource_pb2 as _resource_pb2
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.type import date_pb2 as _date_pb2
+from google.type import money_pb2 as _money_pb2
+from syncmesh.catalog.v1 import catalog_pb2 as _catalog_pb2
 from syncmesh.common.v1 import common_pb2 as _common_pb2
 from syncmesh.customers.v1 import customers_pb2 as _customers_pb2
 from syncmesh.invoices.v1 import invoices_pb2 as _invoices_pb2
@@ -133,6 +135,26 @@ class ContractRenewed(_message.Message):
     automatic: bool
     def __init__(self, subscription: _Optional[_Union[_subscriptions_pb2.Subscription, _Mapping]] = ..., previous_term_end_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ..., automatic: _Optional[bool] = ...) -> None: ...
 
+class SubscriptionUpdated(_message.Message):
+    __slots__ = ("subscription", "changed_fields", "skipped_fields", "origin")
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    subscription: _subscriptions_pb2.Subscription
+    changed_fields: _containers.RepeatedScalarFieldContainer[str]
+    skipped_fields: _containers.RepeatedScalarFieldContainer[str]
+    origin: _common_pb2.ChangeOrigin
+    def __init__(self, subscription: _Optional[_Union[_subscriptions_pb2.Subscription, _Mapping]] = ..., changed_fields: _Optional[_Iterable[str]] = ..., skipped_fields: _Optional[_Iterable[str]] = ..., origin: _Optional[_Union[_common_pb2.ChangeOrigin, _Mapping]] = ...) -> None: ...
+
+class SubscriptionEnded(_message.Message):
+    __slots__ = ("subscription", "end_date")
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    subscription: _subscriptions_pb2.Subscription
+    end_date: _date_pb2.Date
+    def __init__(self, subscription: _Optional[_Union[_subscriptions_pb2.Subscription, _Mapping]] = ..., end_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ...) -> None: ...
+
 class InvoiceIssued(_message.Message):
     __slots__ = ("invoice",)
     INVOICE_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +175,16 @@ class CreditMemoIssued(_message.Message):
     invoice: str
     def __init__(self, credit_memo: _Optional[_Union[_invoices_pb2.CreditMemo, _Mapping]] = ..., invoice: _Optional[str] = ...) -> None: ...
 
+class InvoicePaymentRecorded(_message.Message):
+    __slots__ = ("invoice", "payment", "amount")
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    invoice: _invoices_pb2.Invoice
+    payment: str
+    amount: _money_pb2.Money
+    def __init__(self, invoice: _Optional[_Union[_invoices_pb2.Invoice, _Mapping]] = ..., payment: _Optional[str] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
+
 class PaymentPosted(_message.Message):
     __slots__ = ("payment",)
     PAYMENT_FIELD_NUMBER: _ClassVar[int]
@@ -166,3 +198,37 @@ class PaymentApplied(_message.Message):
     payment: _payments_pb2.Payment
     application: _payments_pb2.PaymentApplication
     def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ..., application: _Optional[_Union[_payments_pb2.PaymentApplication, _Mapping]] = ...) -> None: ...
+
+class ProductUpserted(_message.Message):
+    __slots__ = ("product", "created", "changed_fields", "origin")
+    PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    product: _catalog_pb2.Product
+    created: bool
+    changed_fields: _containers.RepeatedScalarFieldContainer[str]
+    origin: _common_pb2.ChangeOrigin
+    def __init__(self, product: _Optional[_Union[_catalog_pb2.Product, _Mapping]] = ..., created: _Optional[bool] = ..., changed_fields: _Optional[_Iterable[str]] = ..., origin: _Optional[_Union[_common_pb2.ChangeOrigin, _Mapping]] = ...) -> None: ...
+
+class PriceUpserted(_message.Message):
+    __slots__ = ("price", "created", "changed_fields", "origin")
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    price: _catalog_pb2.Price
+    created: bool
+    changed_fields: _containers.RepeatedScalarFieldContainer[str]
+    origin: _common_pb2.ChangeOrigin
+    def __init__(self, price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., created: _Optional[bool] = ..., changed_fields: _Optional[_Iterable[str]] = ..., origin: _Optional[_Union[_common_pb2.ChangeOrigin, _Mapping]] = ...) -> None: ...
+
+class MappingUpserted(_message.Message):
+    __slots__ = ("product_mapping", "price_mapping", "created")
+    PRODUCT_MAPPING_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MAPPING_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    product_mapping: _catalog_pb2.ProductMapping
+    price_mapping: _catalog_pb2.PriceMapping
+    created: bool
+    def __init__(self, product_mapping: _Optional[_Union[_catalog_pb2.ProductMapping, _Mapping]] = ..., price_mapping: _Optional[_Union[_catalog_pb2.PriceMapping, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
