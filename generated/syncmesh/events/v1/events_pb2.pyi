@@ -232,3 +232,58 @@ class MappingUpserted(_message.Message):
     price_mapping: _catalog_pb2.PriceMapping
     created: bool
     def __init__(self, product_mapping: _Optional[_Union[_catalog_pb2.ProductMapping, _Mapping]] = ..., price_mapping: _Optional[_Union[_catalog_pb2.PriceMapping, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class WebhookAccepted(_message.Message):
+    __slots__ = ("source", "event_id", "event_type", "occurred_time", "identity", "commands")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_TIME_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    event_id: str
+    event_type: str
+    occurred_time: _timestamp_pb2.Timestamp
+    identity: str
+    commands: _containers.RepeatedCompositeFieldContainer[CanonicalCommand]
+    def __init__(self, source: _Optional[str] = ..., event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., occurred_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., identity: _Optional[str] = ..., commands: _Optional[_Iterable[_Union[CanonicalCommand, _Mapping]]] = ...) -> None: ...
+
+class CanonicalCommand(_message.Message):
+    __slots__ = ("method", "request", "key", "lookups")
+    class Lookup(_message.Message):
+        __slots__ = ("field", "kind", "reference")
+        FIELD_FIELD_NUMBER: _ClassVar[int]
+        KIND_FIELD_NUMBER: _ClassVar[int]
+        REFERENCE_FIELD_NUMBER: _ClassVar[int]
+        field: str
+        kind: str
+        reference: _common_pb2.ExternalReference
+        def __init__(self, field: _Optional[str] = ..., kind: _Optional[str] = ..., reference: _Optional[_Union[_common_pb2.ExternalReference, _Mapping]] = ...) -> None: ...
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    LOOKUPS_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    request: _any_pb2.Any
+    key: str
+    lookups: _containers.RepeatedCompositeFieldContainer[CanonicalCommand.Lookup]
+    def __init__(self, method: _Optional[str] = ..., request: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., key: _Optional[str] = ..., lookups: _Optional[_Iterable[_Union[CanonicalCommand.Lookup, _Mapping]]] = ...) -> None: ...
+
+class RecordFetchRequested(_message.Message):
+    __slots__ = ("system", "object_type", "record_ids", "reason", "full_resync", "source", "event_id")
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    RECORD_IDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FULL_RESYNC_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    system: str
+    object_type: str
+    record_ids: _containers.RepeatedScalarFieldContainer[str]
+    reason: str
+    full_resync: bool
+    source: str
+    event_id: str
+    def __init__(self, system: _Optional[str] = ..., object_type: _Optional[str] = ..., record_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., full_resync: _Optional[bool] = ..., source: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
