@@ -1,7 +1,8 @@
 """Catalog use cases: one transaction each, domain rules and ownership applied.
 
-The catalog publishes no events: the event contract (syncmesh.events.v1) has no
-catalog messages yet.
+Events: ProductUpserted, PriceUpserted and MappingUpserted for every create and for every
+update that changes something (an update that changes nothing keeps the revision and
+publishes nothing).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.catalog import domain
+from services.catalog import domain, events
 from services.catalog.domain import (
     WILDCARD,
     Mapping,
@@ -108,6 +109,7 @@ async def create_product(
     product = await _enforce_create(session, policy, "product", product, blank, PRODUCT_OWNED, origin)
     domain.validate_product(product)
     await CatalogRepository(session).add_product(product)
+    await events.product_upserted(session, product, created=True, changed_fields=[], origin=origin)
     return product
 
 
@@ -131,12 +133,14 @@ async def update_product(
         raise etag_mismatch(name, etag, current.etag)
     changes = await _enforce_update(session, policy, "product", current, changes, PRODUCT_OWNED, origin)
     updated = domain.apply_product_changes(current, changes)
-    if not domain.changed_fields(current, updated, list(changes)):
+    changed = domain.changed_fields(current, updated, list(changes))
+    if not changed:
         return current  # nothing changes: same revision
     updated = replace(updated, revision=current.revision + 1, update_time=_now())
     if not await CatalogRepository(session).save_product(updated, current.revision):
         latest = await get_product(session, name)
         raise etag_mismatch(name, etag or current.etag, latest.etag)
+    await events.product_upserted(session, updated, created=False, changed_fields=changed, origin=origin)
     return updated
 
 
@@ -184,6 +188,7 @@ async def create_price(
     price = await _enforce_create(session, policy, "price", price, blank, PRICE_OWNED, origin)
     domain.validate_price(price)
     await CatalogRepository(session).add_price(price)
+    await events.price_upserted(session, price, created=True, changed_fields=[], origin=origin)
     return price
 
 
@@ -208,12 +213,14 @@ async def update_price(
         raise etag_mismatch(name, etag, current.etag)
     changes = await _enforce_update(session, policy, "price", current, changes, PRICE_OWNED, origin)
     updated = domain.apply_price_changes(current, changes)
-    if not domain.changed_fields(current, updated, list(changes)):
+    changed = domain.changed_fields(current, updated, list(changes))
+    if not changed:
         return current
     updated = replace(updated, revision=current.revision + 1, update_time=_now())
     if not await CatalogRepository(session).save_price(updated, current.revision):
         latest = await get_price(session, name)
         raise etag_mismatch(name, etag or current.etag, latest.etag)
+    await events.price_upserted(session, updated, created=False, changed_fields=changed, origin=origin)
     return updated
 
 
@@ -283,6 +290,7 @@ async def create_mapping(session: AsyncSession, kind: ObjectType, parent: str, r
         update_time=now,
     )
     await repo.add_mapping(mapping)
+    await events.mapping_upserted(session, kind, mapping, created=True)
     return mapping
 
 
@@ -336,6 +344,7 @@ async def update_mapping(
     if not await repo.save_mapping(updated, current.version):
         latest = await get_mapping(session, kind, name)
         raise etag_mismatch(name, etag or current.etag, latest.etag)
+    await events.mapping_upserted(session, kind, updated, created=False)
     return updated
 
 

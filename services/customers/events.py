@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from syncmesh.common.v1 import common_pb2
 from syncmesh.events.v1 import events_pb2
 
 from services.customers.convert import customer_to_proto
 from services.customers.domain import Customer
 from services.platform.domain import Origin
 from services.platform.events import record_event
+from services.platform.protoconv import contract_field_names, origin_to_proto
 
 
 async def customer_upserted(
@@ -30,8 +30,8 @@ async def customer_upserted(
         data=events_pb2.CustomerUpserted(
             customer=customer_to_proto(customer),
             created=created,
-            changed_fields=changed_fields or [],
-            skipped_fields=skipped_fields or [],
-            origin=common_pb2.ChangeOrigin(system=origin.system, channel=f"CHANGE_CHANNEL_{origin.channel}"),
+            changed_fields=contract_field_names(changed_fields or []),
+            skipped_fields=contract_field_names(skipped_fields or []),
+            origin=origin_to_proto(origin),
         ),
     )

@@ -7,7 +7,9 @@ from syncmesh.events.v1 import events_pb2
 
 from services.invoices.convert import credit_memo_to_proto, invoice_to_proto
 from services.invoices.domain import CreditMemo, Invoice, invoice_name
+from services.platform.domain import Money
 from services.platform.events import record_event
+from services.platform.protoconv import money_to_proto
 
 
 async def invoice_issued(session: AsyncSession, invoice: Invoice) -> None:
@@ -42,4 +44,19 @@ async def credit_memo_issued(session: AsyncSession, memo: CreditMemo) -> None:
         verb="issued",
         aggregate=name,
         data=events_pb2.CreditMemoIssued(credit_memo=credit_memo_to_proto(memo), invoice=name),
+    )
+
+
+async def invoice_payment_recorded(
+    session: AsyncSession, invoice: Invoice, payment: str, amount: Money
+) -> None:
+    await record_event(
+        session,
+        domain="invoices",
+        obj="invoice",
+        verb="payment_recorded",
+        aggregate=invoice.name,
+        data=events_pb2.InvoicePaymentRecorded(
+            invoice=invoice_to_proto(invoice), payment=payment, amount=money_to_proto(amount)
+        ),
     )

@@ -161,6 +161,7 @@ async def record_payment(
     await _enforce(session, policy, "invoice", name, {"paid_amount": amount}, origin)
     updated = domain.record_payment(current, payment, amount, customer, _now())
     await _save(session, updated, current)
+    await events.invoice_payment_recorded(session, updated, payment, amount)
     return updated
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -9,7 +10,7 @@ from google.protobuf import timestamp_pb2
 from google.type import money_pb2
 from syncmesh.common.v1 import common_pb2
 
-from services.platform.domain import ExternalRef, Money
+from services.platform.domain import ExternalRef, Money, Origin
 from services.platform.errors import FieldViolation, invalid
 
 _NANOS = Decimal(1_000_000_000)
@@ -44,3 +45,16 @@ def required_ref(msg: common_pb2.ExternalReference, field: str) -> ExternalRef:
 
 def ref_to_proto(ref: ExternalRef) -> common_pb2.ExternalReference:
     return common_pb2.ExternalReference(system=ref.system, external_id=ref.external_id)
+
+
+def origin_to_proto(origin: Origin) -> common_pb2.ChangeOrigin:
+    return common_pb2.ChangeOrigin(system=origin.system, channel=f"CHANGE_CHANNEL_{origin.channel}")
+
+
+# Domain attribute names that differ from the contract's field names.
+_CONTRACT_NAMES = {"external_refs": "external_references"}
+
+
+def contract_field_names(names: Iterable[str]) -> list[str]:
+    """Domain field names as the contract spells them (for changed/skipped field lists)."""
+    return sorted(_CONTRACT_NAMES.get(name, name) for name in names)

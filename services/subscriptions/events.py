@@ -7,7 +7,9 @@ from datetime import date
 from sqlalchemy.ext.asyncio import AsyncSession
 from syncmesh.events.v1 import events_pb2
 
+from services.platform.domain import Origin
 from services.platform.events import record_event
+from services.platform.protoconv import contract_field_names, origin_to_proto
 from services.subscriptions.convert import date_to_proto, subscription_to_proto
 from services.subscriptions.domain import Subscription
 
@@ -52,5 +54,42 @@ async def contract_renewed(
             subscription=subscription_to_proto(sub, today),
             previous_term_end_date=date_to_proto(previous_term_end),
             automatic=automatic,
+        ),
+    )
+
+
+async def subscription_updated(
+    session: AsyncSession,
+    sub: Subscription,
+    *,
+    changed_fields: list[str],
+    skipped_fields: list[str],
+    origin: Origin,
+    today: date,
+) -> None:
+    await record_event(
+        session,
+        domain="subscriptions",
+        obj="subscription",
+        verb="updated",
+        aggregate=sub.name,
+        data=events_pb2.SubscriptionUpdated(
+            subscription=subscription_to_proto(sub, today),
+            changed_fields=contract_field_names(changed_fields),
+            skipped_fields=contract_field_names(skipped_fields),
+            origin=origin_to_proto(origin),
+        ),
+    )
+
+
+async def subscription_ended(session: AsyncSession, sub: Subscription, end_date: date, today: date) -> None:
+    await record_event(
+        session,
+        domain="subscriptions",
+        obj="subscription",
+        verb="ended",
+        aggregate=sub.name,
+        data=events_pb2.SubscriptionEnded(
+            subscription=subscription_to_proto(sub, today), end_date=date_to_proto(end_date)
         ),
     )

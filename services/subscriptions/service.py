@@ -2,9 +2,9 @@
 
 Events: SubscriptionActivated when a subscription becomes ACTIVE (at creation, or when a
 PENDING one reaches its start date), SubscriptionCancelled when a cancellation is made
-(at once or scheduled), ContractRenewed on every renewal (manual or automatic). The
-contract has no event for an update, for a scheduled cancellation taking effect or for
-an expiry: those change the stored subscription only.
+(at once or scheduled), ContractRenewed on every renewal (manual or automatic),
+SubscriptionUpdated when an update changes fields (or skips non-owned ones), and
+SubscriptionEnded when a scheduled cancellation takes effect or a term expires.
 """
 
 from __future__ import annotations
@@ -121,10 +121,22 @@ async def update(
         current={k: getattr(current, k) for k in owned},
         origin=origin,
     )
+    skipped = sorted(k for k in owned if k not in allowed)
     resolved = {k: v for k, v in resolved.items() if k not in owned or k in allowed}
     if "items" in resolved:
         resolved["items"] = _with_item_ids(resolved["items"])
-    return await _save(session, current, domain.apply_changes(current, resolved), etag)
+    updated = await _save(session, current, domain.apply_changes(current, resolved), etag)
+    changed = sorted(k for k in resolved if getattr(updated, k) != getattr(current, k))
+    if changed or skipped:
+        await events.subscription_updated(
+            session,
+            updated,
+            changed_fields=changed,
+            skipped_fields=skipped,
+            origin=origin,
+            today=_now().date(),
+        )
+    return updated
 
 
 async def cancel(
@@ -173,6 +185,11 @@ async def advance_due(session: AsyncSession, today: date, limit: int = 500) -> l
                 await events.contract_renewed(
                     session, snapshot, t.previous_term_end, automatic=True, today=today
                 )
+            elif t.change is Change.CANCELLED:
+                assert snapshot.cancel_effective_date is not None
+                await events.subscription_ended(session, snapshot, snapshot.cancel_effective_date, today)
+            elif t.change is Change.EXPIRED:
+                await events.subscription_ended(session, snapshot, snapshot.term_end_date, today)
         changed.append(updated)
     return changed
 

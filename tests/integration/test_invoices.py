@@ -596,7 +596,9 @@ async def test_credit_beyond_the_open_amount_is_left_unapplied(stub: pb_grpc.Inv
     assert dec(after.credited_amount) == Decimal("6.99") and dec(after.paid_amount) == Decimal("400.00")
 
 
-async def test_record_invoice_payment_rules_and_idempotency(stub: pb_grpc.InvoiceServiceStub) -> None:
+async def test_record_invoice_payment_rules_and_idempotency(
+    stub: pb_grpc.InvoiceServiceStub, hub: Hub
+) -> None:
     posted = await posted_invoice(stub)
 
     def pay(amount: str, currency: str = "EUR", **fields: str) -> pb.RecordInvoicePaymentRequest:
@@ -663,3 +665,12 @@ async def test_record_invoice_payment_rules_and_idempotency(stub: pb_grpc.Invoic
     code, reason, meta = await reason_of(stub.RecordInvoicePayment(pay("0.01"), metadata=ERP))
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "AMOUNT_EXCEEDS_OPEN_AMOUNT")
     assert meta["open_amount"] == "0.00"
+    # One event per payment recorded (the idempotent retry and the refusals wrote none).
+    recorded = [
+        e for s, e in await outbox_events(hub, posted.name) if s == "invoices.invoice.payment_recorded"
+    ]
+    assert [(dec(e.amount), e.invoice.status) for e in recorded] == [  # type: ignore[attr-defined]
+        (Decimal("100.00"), pb.INVOICE_STATUS_PARTIALLY_PAID),
+        (Decimal("306.99"), pb.INVOICE_STATUS_PAID),
+    ]
+    assert all(e.payment == "payments/p1" for e in recorded)  # type: ignore[attr-defined]

@@ -189,7 +189,11 @@ async def test_create_get_update_list(stub: pb_grpc.SubscriptionServiceStub, hub
     assert await list_all(stub, 'order = "orders/o-1"') == [created.name]
 
     events = await events_for(hub, created.name)
-    assert [verb for verb, _ in events] == ["activated"]  # updates have no event in the contract
+    assert [verb for verb, _ in events] == ["activated", "updated"]
+    _, update_event = events[1]
+    assert list(update_event.changed_fields) == ["items", "legal_entity", "renewal"]  # type: ignore[attr-defined]
+    assert update_event.subscription == updated  # type: ignore[attr-defined]
+    assert update_event.origin.system == "billing"  # type: ignore[attr-defined]
     assert events[0][1].subscription == created  # type: ignore[attr-defined]
 
 
@@ -465,7 +469,9 @@ async def test_cancel_at_once_is_final(stub: pb_grpc.SubscriptionServiceStub, hu
         metadata=BILLING,
     )
     assert list(linked.external_references) == [ref] and linked.status == CANCELLED
-    assert len(await events_for(hub, created.name)) == 2
+    verbs = await events_for(hub, created.name)
+    assert [v for v, _ in verbs] == ["activated", "cancelled", "updated"]
+    assert list(verbs[-1][1].changed_fields) == ["external_references"]  # type: ignore[attr-defined]
 
 
 async def test_cancel_without_a_date_ends_at_term_end(
@@ -573,6 +579,7 @@ async def test_renew_adds_a_term(stub: pb_grpc.SubscriptionServiceStub, hub: Hub
         "activated",
         "renewed",
         "renewed",
+        "updated",
         "renewed",
     ]
 
@@ -777,6 +784,13 @@ async def test_term_end_renews_or_expires_and_scheduled_cancellations_take_effec
 
     assert (await get(stub, lapsing.name)).status == EXPIRED
     assert (await get(stub, ending.name)).status == CANCELLED
+    verb, ended = (await events_for(hub, lapsing.name))[-1]
+    assert verb == "ended" and ended.subscription.status == EXPIRED  # type: ignore[attr-defined]
+    assert ended.end_date == d(date(2024, 12, 31))  # type: ignore[attr-defined]
+    assert [v for v, _ in await events_for(hub, ending.name)] == ["activated", "cancelled", "ended"]
+    _, ended = (await events_for(hub, ending.name))[-1]
+    assert ended.subscription.status == CANCELLED  # type: ignore[attr-defined]
+    assert ended.end_date == d(today() + timedelta(days=5))  # type: ignore[attr-defined]
     code, reason, meta, _ = await reason_of(
         stub.CancelSubscription(
             pb.CancelSubscriptionRequest(request_id=request_id(), name=lapsing.name, reason="late"),
