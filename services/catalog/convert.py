@@ -21,12 +21,16 @@ from services.catalog.domain import (
 )
 from services.platform.domain import ExternalRef
 from services.platform.errors import FieldViolation, invalid
-from services.platform.protoconv import money_from_proto, money_to_proto, ref_to_proto, timestamp
+from services.platform.protoconv import (
+    money_from_proto,
+    money_to_proto,
+    money_violation,
+    ref_to_proto,
+    timestamp,
+)
 
 E = TypeVar("E", bound=Enum)
 M = TypeVar("M", pb.ProductMapping, pb.PriceMapping)
-
-_NANOS_LIMIT = 1_000_000_000
 
 
 def _enum_from_proto(wrapper: EnumTypeWrapper, prefix: str, value: int, enum_type: type[E], path: str) -> E:
@@ -102,21 +106,9 @@ def _price_fields(msg: pb.Price) -> dict[str, Any]:
 
 
 def price_from_proto(msg: pb.Price) -> Price:
-    amount = msg.unit_amount
-    if (
-        abs(amount.nanos) >= _NANOS_LIMIT
-        or (amount.units > 0 > amount.nanos)
-        or (amount.units < 0 < amount.nanos)
-    ):
-        raise invalid(
-            [
-                FieldViolation(
-                    "price.unit_amount",
-                    "nanos must be within ±999,999,999 and have the sign of units",
-                    "INVALID_MONEY",
-                )
-            ]
-        )
+    problem = money_violation(msg.unit_amount, "price.unit_amount")
+    if problem is not None:
+        raise invalid([problem])
     period = None
     if msg.HasField("billing_period"):
         period = BillingPeriod(
@@ -135,7 +127,7 @@ def price_from_proto(msg: pb.Price) -> Price:
         pricing_model=_enum_from_proto(
             pb.PricingModel, "PRICING_MODEL_", msg.pricing_model, PricingModel, "price.pricing_model"
         ),
-        unit_amount=money_from_proto(amount),
+        unit_amount=money_from_proto(msg.unit_amount),
         billing_period=period,
         usage_unit=msg.usage_unit,
         **_price_fields(msg),

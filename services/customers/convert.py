@@ -11,7 +11,7 @@ from services.customers import domain
 from services.customers.domain import Address, Contact, ContactRole, Customer, TaxId
 from services.platform.errors import FieldViolation, invalid
 from services.platform.protoconv import (
-    money_from_proto,
+    checked_money,
     money_to_proto,
     ref_from_proto,
     ref_to_proto,
@@ -59,7 +59,9 @@ def _fields_from_proto(msg: pb.Customer, proto_fields: list[str]) -> dict[str, A
         "tax_ids": tuple(TaxId(t.type, t.value, t.country_code) for t in msg.tax_ids),
         "payment_terms": msg.payment_terms,
         "currency_code": msg.currency_code,
-        "credit_limit": money_from_proto(msg.credit_limit) if msg.HasField("credit_limit") else None,
+        "credit_limit": checked_money(msg.credit_limit, "customer.credit_limit")
+        if msg.HasField("credit_limit")
+        else None,
         "contacts": tuple(
             Contact(
                 c.display_name,

@@ -23,12 +23,11 @@ from services.platform.errors import FieldViolation
 from services.platform.protoconv import (
     money_from_proto,
     money_to_proto,
+    money_violation,
     ref_from_proto,
     ref_to_proto,
     timestamp,
 )
-
-_NANOS = 1_000_000_000
 
 
 class Reader:
@@ -45,12 +44,9 @@ class Reader:
             return date.min
 
     def money(self, msg: money_pb2.Money, path: str) -> Money:
-        if abs(msg.nanos) >= _NANOS or (msg.units > 0 > msg.nanos) or (msg.units < 0 < msg.nanos):
-            self.problems.append(
-                FieldViolation(
-                    path, "nanos must be within ±999,999,999 with the sign of units", "INVALID_MONEY"
-                )
-            )
+        problem = money_violation(msg, path)
+        if problem is not None:
+            self.problems.append(problem)
         return money_from_proto(msg)
 
     def line(self, msg: pb.QuoteLine | pb.OrderLine, path: str) -> Line:

@@ -15,19 +15,17 @@ from services.platform.errors import FieldViolation
 from services.platform.protoconv import (
     money_from_proto,
     money_to_proto,
+    money_violation,
     ref_from_proto,
     ref_to_proto,
     timestamp,
 )
 
-_NANOS_LIMIT = 1_000_000_000
-
 
 def _money(msg: money_pb2.Money, path: str, problems: list[FieldViolation]) -> Money:
-    if abs(msg.nanos) >= _NANOS_LIMIT or (msg.units > 0 > msg.nanos) or (msg.units < 0 < msg.nanos):
-        problems.append(
-            FieldViolation(path, "units and nanos must have one sign and |nanos| < 10^9", "INVALID_MONEY")
-        )
+    problem = money_violation(msg, path)
+    if problem is not None:
+        problems.append(problem)
         return Money(msg.currency_code, Decimal(0))
     return money_from_proto(msg)
 

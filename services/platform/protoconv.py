@@ -20,6 +20,23 @@ def money_from_proto(msg: money_pb2.Money) -> Money:
     return Money(msg.currency_code, Decimal(msg.units) + Decimal(msg.nanos) / _NANOS)
 
 
+def money_violation(msg: money_pb2.Money, path: str) -> FieldViolation | None:
+    """INVALID_MONEY unless |nanos| < 10^9 and nanos has the sign of units (google.type.Money)."""
+    if abs(msg.nanos) >= _NANOS or (msg.units > 0 > msg.nanos) or (msg.units < 0 < msg.nanos):
+        return FieldViolation(
+            path, "nanos must be within ±999,999,999 with the sign of units", "INVALID_MONEY"
+        )
+    return None
+
+
+def checked_money(msg: money_pb2.Money, path: str) -> Money:
+    """The amount, or INVALID_ARGUMENT INVALID_MONEY at `path`."""
+    problem = money_violation(msg, path)
+    if problem is not None:
+        raise invalid([problem])
+    return money_from_proto(msg)
+
+
 def money_to_proto(money: Money) -> money_pb2.Money:
     units = int(money.amount)  # truncates toward zero, as google.type.Money wants
     nanos = int((money.amount - units) * _NANOS)

@@ -11,7 +11,7 @@ from syncmesh.subscriptions.v1 import subscriptions_pb2 as pb
 
 from services.platform.errors import FieldViolation, invalid
 from services.platform.protoconv import (
-    money_from_proto,
+    checked_money,
     money_to_proto,
     ref_from_proto,
     ref_to_proto,
@@ -64,9 +64,9 @@ def _items_from_proto(msg: pb.Subscription) -> tuple[Item, ...]:
             product=i.product,
             price=i.price,
             quantity=i.quantity,
-            unit_price=money_from_proto(i.unit_price),
+            unit_price=checked_money(i.unit_price, f"subscription.items[{index}].unit_price"),
         )
-        for i in msg.items
+        for index, i in enumerate(msg.items)
     )
 
 

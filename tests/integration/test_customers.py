@@ -300,6 +300,21 @@ async def test_business_validation_reports_fields(stub: pb_grpc.CustomerServiceS
     else:
         raise AssertionError("accepted an invalid customer")
 
+    try:
+        await stub.CreateCustomer(
+            pb.CreateCustomerRequest(
+                request_id=request_id(),
+                customer=new_customer(credit_limit=money_pb2.Money(currency_code="EUR", units=-1, nanos=5)),
+            ),
+            metadata=metadata_for("erp"),
+        )
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+        _, violations = error_info(exc)
+        assert {(v.field, v.reason) for v in violations} == {("customer.credit_limit", "INVALID_MONEY")}
+    else:
+        raise AssertionError("accepted a malformed credit limit")
+
 
 async def test_ownership_conflicts_are_listed_through_the_ops_api(
     stub: pb_grpc.CustomerServiceStub, hub: Hub

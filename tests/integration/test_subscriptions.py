@@ -278,6 +278,22 @@ async def test_business_rules_report_their_reasons(stub: pb_grpc.SubscriptionSer
     }
     assert await list_all(stub, f'customer = "{bad.customer}"') == []  # nothing was created
 
+    for unit_price in (money_pb2.Money(currency_code="EUR", units=1, nanos=-5), eur(1, 1_000_000_000)):
+        code, reason, _, violations = await reason_of(
+            stub.CreateSubscription(
+                pb.CreateSubscriptionRequest(
+                    request_id=request_id(),
+                    subscription=new_subscription(items=[item(unit_price=unit_price)]),
+                ),
+                metadata=BILLING,
+            )
+        )
+        assert (code, reason, violations) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_REQUEST",
+            {("subscription.items[0].unit_price", "INVALID_MONEY")},
+        )
+
     code, _, _, violations = await reason_of(
         stub.CreateSubscription(
             pb.CreateSubscriptionRequest(
