@@ -9,7 +9,10 @@ database and NATS answer) and reflection. Run every service in one process
 It also hosts the event consumers the services declare (`DomainService.consumers`,
 plus `extra_consumers`): each is built with its service's context, started after the
 server (unless `consume` is off), stopped before it, and kept in `Hub.consumers` by
-name, where OpsService finds them (dead letters, parked events, replays).
+name, where OpsService finds them (dead letters, parked events, replays). Scheduled
+jobs (`DomainService.jobs`, e.g. the subscriptions' date-driven lifecycle) run beside
+the consumers, every `settings.job_interval_seconds`; each must be safe to run from
+several processes at once.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +97,18 @@ class ConsumerSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+# A scheduled job: one run, returning how many objects it changed.
+Job = Callable[[], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A periodic job a service runs in the worker role (where its consumers run)."""
+
+    name: str  # "subscriptions-lifecycle"
+    job: Callable[[ServiceContext], Job]
+
+
 @dataclass(frozen=True)
 class DomainService:
     """How the platform hosts one domain service. Each `services/<name>/api.py` exports `SERVICE`."""
@@ -104,6 +119,7 @@ class DomainService:
     metadata: MetaData | None = None
     versions_dir: Path | None = None
     consumers: Sequence[ConsumerSpec] = ()
+    jobs: Sequence[JobSpec] = ()
 
 
 def load_service(name: str) -> DomainService:
@@ -127,6 +143,7 @@ class Hub:
     health: Any = None  # grpc_health.v1.health.aio.HealthServicer
     peers: Peers | None = None
     _probe: asyncio.Task[None] | None = None
+    _jobs: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         """Migrate each service's database, then serve. Returns the bound port."""
@@ -175,7 +192,24 @@ class Hub:
                 consumer.start()  # sets itself up in its task, retrying while NATS is away
             if self.consumers:
                 log.info("consuming: %s", ", ".join(self.consumers))
+            for svc in self.services:
+                for spec in svc.jobs:
+                    run = spec.job(contexts[svc.name])
+                    self._jobs.append(asyncio.create_task(self._every(spec.name, run), name=spec.name))
         return self.port
+
+    async def _every(self, name: str, run: Job) -> None:
+        """Run a job every job_interval_seconds (first after one interval); a failure is logged
+        and the next round tries again."""
+        while True:
+            await asyncio.sleep(self.settings.job_interval_seconds)
+            try:
+                changed = await run()
+            except Exception:
+                log.exception("scheduled job %s failed; retrying next round", name)
+            else:
+                if changed:
+                    log.info("scheduled job %s changed %d object(s)", name, changed)
 
     def _build_consumers(self, contexts: Mapping[str, ServiceContext]) -> None:
         specs = [(spec, spec.service or svc.name) for svc in self.services for spec in svc.consumers] + [
@@ -236,6 +270,12 @@ class Hub:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
+        for task in self._jobs:
+            task.cancel()
+        for task in self._jobs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._jobs.clear()
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
         # Consumers first: their handlers may call this server's services.

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    # Behind a reverse proxy: take the URL a webhook vendor called (which HubSpot signs) from
+    # X-Forwarded-Proto and X-Forwarded-Host. Only when the proxy sets (overwrites) them.
+    http_trust_forwarded: bool = False
     # None: one SQLite file per service under data_dir. Otherwise a PostgreSQL URL;
     # each service then owns the schema `<db_schema_prefix><service>`.
     database_url: str | None = None
@@ -82,6 +85,9 @@ class Settings(BaseSettings):
     consumer_backoff_base_seconds: float = Field(default=0.5, gt=0)
     consumer_backoff_max_seconds: float = Field(default=60.0, gt=0)
     consumer_max_park_seconds: float = Field(default=3600.0, gt=0)
+    # Scheduled jobs (subscription activation, scheduled cancellations, renewals, expiry):
+    # how often each runs where the consumers run.
+    job_interval_seconds: float = Field(default=60.0, gt=0)
     # Where other domain services run when not in this process: service name -> host:port.
     peers: dict[str, str] = Field(default_factory=dict)
     # Which domain services this process hosts.

@@ -13,7 +13,7 @@ from services.platform.db import Database
 from services.platform.idempotency import idempotent
 from services.platform.interceptors import caller_origin
 from services.platform.ownership import OwnershipPolicy
-from services.platform.server import DomainService, ServiceContext
+from services.platform.server import DomainService, Job, JobSpec, ServiceContext
 from services.subscriptions import convert, service
 from services.subscriptions.store import metadata
 
@@ -97,10 +97,21 @@ def _register(server: grpc.aio.Server, ctx: ServiceContext) -> None:
     pb_grpc.add_SubscriptionServiceServicer_to_server(SubscriptionServicer(ctx.db, ctx.policy), server)
 
 
+def _lifecycle(ctx: ServiceContext) -> Job:
+    """Apply the date-driven changes due today (activation, scheduled cancellation,
+    renewal, expiry), in batches until none is left."""
+
+    async def run() -> int:
+        return await service.advance_all_due(ctx.db)
+
+    return run
+
+
 SERVICE = DomainService(
     name="subscriptions",
     full_name=pb.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
     register=_register,
     metadata=metadata,
     versions_dir=Path(__file__).parent / "migrations",
+    jobs=[JobSpec("subscriptions-lifecycle", _lifecycle)],
 )

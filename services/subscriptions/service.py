@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.platform import ownership
+from services.platform.db import Database
 from services.platform.domain import Origin
 from services.platform.errors import etag_mismatch
 from services.platform.ownership import OwnershipPolicy
@@ -192,6 +193,18 @@ async def advance_due(session: AsyncSession, today: date, limit: int = 500) -> l
                 await events.subscription_ended(session, snapshot, snapshot.term_end_date, today)
         changed.append(updated)
     return changed
+
+
+async def advance_all_due(db: Database, batch: int = 500) -> int:
+    """`advance_due` for today in transactions of `batch` subscriptions until nothing is due.
+    Returns how many subscriptions changed."""
+    total = 0
+    while True:
+        async with db.transaction() as session:
+            changed = await advance_due(session, _now().date(), batch)
+        total += len(changed)
+        if len(changed) < batch:
+            return total
 
 
 # The contract's filters: `status = ACTIVE`, `customer = "customers/123"`, `order = "orders/9"`,

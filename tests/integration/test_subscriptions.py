@@ -3,8 +3,10 @@ ownership, external references and the outbox."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,10 +22,11 @@ from syncmesh.subscriptions.v1 import subscriptions_pb2_grpc as pb_grpc
 
 from services.platform.events import decode
 from services.platform.grpc_errors import error_info
-from services.platform.server import Hub
+from services.platform.nats import Bus
+from services.platform.server import Hub, start_hub
 from services.platform.tables import outbox
 from services.subscriptions import service
-from tests.conftest import metadata_for, request_id, unique
+from tests.conftest import drop_schemas, make_settings, metadata_for, request_id, unique
 
 BILLING = metadata_for("billing")
 CRM = metadata_for("crm")
@@ -819,3 +822,25 @@ async def test_term_end_renews_or_expires_and_scheduled_cancellations_take_effec
         "EXPIRED",
     )
     assert not {auto.name, lapsing.name, ending.name} & await advance(hub, day)  # idempotent
+
+
+async def test_the_lifecycle_job_applies_what_is_due_without_being_called(
+    backend: str, tmp_path: Path, bus: Bus
+) -> None:
+    """The worker role runs the date-driven lifecycle on its own, every job_interval_seconds."""
+    settings = make_settings(backend, tmp_path, job_interval_seconds=0.2, services=["subscriptions"])
+    hub = await start_hub(settings, bus, port=0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{hub.port}") as channel:
+            stub = pb_grpc.SubscriptionServiceStub(channel)
+            lapsed = await create(stub, term_start_date=d(date(2024, 1, 1)), term_months=12)
+            assert lapsed.status == ACTIVE  # created in the past: due, but nothing ran yet
+            deadline = asyncio.get_running_loop().time() + 10
+            while (await get(stub, lapsed.name)).status != EXPIRED:
+                assert asyncio.get_running_loop().time() < deadline, "the job never expired it"
+                await asyncio.sleep(0.1)
+            assert [v for v, _ in await events_for(hub, lapsed.name)] == ["activated", "ended"]
+    finally:
+        await hub.stop(grace=1)
+        if settings.database_url is not None:
+            drop_schemas(settings.db_schema_prefix)
