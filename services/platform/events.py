@@ -41,14 +41,26 @@ async def record_event(
     verb: str,
     aggregate: str,
     data: Message,
+    sequence: int | None = None,
 ) -> str:
-    """Append one event about `aggregate` (a resource name) to the outbox. Returns its id."""
+    """Append one event about `aggregate` (a resource name) to the outbox. Returns its id.
+
+    The event's per-aggregate `sequence` is the outbox's own counter (one more than the
+    aggregate's last), unless the producer gives it: events a vendor orders itself (e.g. a
+    Salesforce transaction's sequenceNumber) keep the vendor's order, so consumers apply them
+    in it even when they arrive out of order. An explicit sequence the aggregate already has
+    violates the outbox's unique (aggregate, sequence) index: IntegrityError."""
+    if sequence is not None and sequence < 1:
+        raise ValueError(f"an event sequence starts at 1, not {sequence}")
     event_id = str(uuid.uuid4())
     now = datetime.now(UTC)
-    last = (
-        await session.execute(select(func.max(outbox.c.aggregate_seq)).where(outbox.c.aggregate == aggregate))
-    ).scalar()
-    sequence = int(last or 0) + 1
+    if sequence is None:
+        last = (
+            await session.execute(
+                select(func.max(outbox.c.aggregate_seq)).where(outbox.c.aggregate == aggregate)
+            )
+        ).scalar()
+        sequence = int(last or 0) + 1
     carrier: dict[str, str] = {}
     propagate.inject(carrier)  # W3C traceparent/tracestate of the current span, if any
     ce = events_pb2.CloudEvent(
