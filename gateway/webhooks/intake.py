@@ -1,0 +1,392 @@
+"""Webhook intake: verify, dedupe, persist durably, answer. Nothing is applied here.
+
+`accept()` runs for every webhook request:
+
+1. `source.verify` and `source.parse` (pure): a WebhookError is the answer (401/400 with a
+   stable reason); nothing is stored.
+2. Each command's request is converted from protobuf JSON into its method's input type, so
+   a mapping that produces an invalid request is refused now (400 INVALID_COMMAND), not
+   dead-lettered later.
+3. In ONE transaction of the gateway database, for each inbound event not yet in the
+   webhook inbox: its inbox row, and its outbox events — `WebhookAccepted` when it maps to
+   commands, one `RecordFetchRequested` per record fetch, none when ignored. An event
+   already in the inbox is a duplicate: no new row, no new event.
+4. The transaction commits BEFORE the answer: 202 (something new) or 200 (only
+   duplicates), with each event's outcome.
+
+The database or NATS unavailable → 503 with Retry-After, nothing half-stored (the
+transaction rolls back), so the vendor delivers again later.
+
+Ordering: an event the vendor orders (`Inbound.ordering = (key, sequence)`, a Salesforce
+transaction) is published with CloudEvent subject `<source>:tx:<key>` and the vendor's
+sequence, so the dispatcher (a platform Consumer) applies one transaction's changes in
+sequence order even when they arrive in separate requests, parking the early ones. An
+ordered event without commands is still published (without commands): its successors would
+otherwise wait for it. Unordered events use `<source>:<first command key>` and the outbox's
+own counter, so changes of one business object are applied in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import descriptor, descriptor_pool, json_format, message_factory
+from google.protobuf.message import Message
+from sqlalchemy import insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncSession
+from syncmesh.common.v1 import common_pb2
+from syncmesh.events.v1 import events_pb2
+
+from gateway.webhooks.model import Command, Inbound, Request, Source, WebhookError
+from gateway.webhooks.store import ACCEPTED, FETCH, GATEWAY_DOMAIN, IGNORED, webhook_inbox
+from services.platform.db import Database
+from services.platform.events import record_event
+from services.platform.nats import Bus
+from services.platform.protoconv import timestamp
+from services.platform.settings import DOMAIN_SERVICES, Settings
+from services.platform.tables import outbox
+
+log = logging.getLogger(__name__)
+
+# Stable reasons of the intake's own refusals (the sources add theirs).
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+NATS_UNAVAILABLE = "NATS_UNAVAILABLE"
+UNKNOWN_METHOD = "UNKNOWN_METHOD"
+INVALID_COMMAND = "INVALID_COMMAND"
+EVENT_FIELD_TOO_LONG = "EVENT_FIELD_TOO_LONG"
+INVALID_EVENT_ID = "INVALID_EVENT_ID"
+ORDERING_CONFLICT = "ORDERING_CONFLICT"
+INVALID_ORDERING = "INVALID_ORDERING"
+
+# How long the vendor should wait before delivering again after a 503.
+RETRY_AFTER_SECONDS = 5
+# The intake transaction's time limit: past it the vendor gets a 503 and retries.
+TRANSACTION_TIMEOUT_SECONDS = 10.0
+# Concurrent deliveries of one event race on the inbox's unique key: the loser runs again
+# and finds the winner's row.
+_ATTEMPTS = 3
+_AGGREGATE_LIMIT = 255
+
+DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    event_id: str
+    event_type: str
+    outcome: str  # accepted, fetch, ignored or duplicate
+    reason: str | None = None  # why it was ignored
+
+    def to_json(self) -> dict[str, str]:
+        body = {"event_id": self.event_id, "event_type": self.event_type, "outcome": self.outcome}
+        if self.reason:
+            body["reason"] = self.reason
+        return body
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """The HTTP answer: status, JSON body and extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    events: tuple[EventOutcome, ...] = ()
+
+
+def error_result(
+    status: int, reason: str, message: str, headers: Mapping[str, str] | None = None
+) -> IntakeResult:
+    """The JSON error body every refusal carries: `{"error": {"reason", "message"}}`."""
+    return IntakeResult(status, {"error": {"reason": reason, "message": message}}, dict(headers or {}))
+
+
+def unavailable(reason: str, message: str) -> IntakeResult:
+    return error_result(503, reason, message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def _load_contracts() -> None:
+    """Register every domain contract in the default descriptor pool."""
+    for name in DOMAIN_SERVICES:
+        importlib.import_module(f"syncmesh.{name}.v1.{name}_pb2")
+
+
+def method_descriptor(method: str) -> descriptor.MethodDescriptor:
+    """`/pkg.Service/Method` → its descriptor. KeyError when no contract has it."""
+    _load_contracts()
+    service, _, name = method.strip("/").partition("/")
+    if not service or not name or method.count("/") != 2 or not method.startswith("/"):
+        raise KeyError(method)
+    found: descriptor.MethodDescriptor = descriptor_pool.Default().FindMethodByName(f"{service}.{name}")
+    return found
+
+
+def request_class(method: str) -> type[Message]:
+    """The input message class of a gRPC method (`/pkg.Service/Method`)."""
+    return message_factory.GetMessageClass(method_descriptor(method).input_type)
+
+
+def _field_at(message: Any, path: str) -> descriptor.FieldDescriptor | None:
+    """The field a dotted path (JSON or proto names) names, if every step exists."""
+    current: Any = message
+    found: descriptor.FieldDescriptor | None = None
+    for part in path.split("."):
+        if current is None:
+            return None
+        found = next((f for f in current.fields if part in (f.json_name, f.name)), None)
+        if found is None or found.is_repeated:
+            return None
+        current = found.message_type
+    return found
+
+
+def canonical_command(command: Command) -> events_pb2.CanonicalCommand:
+    """A Command as published: its request parsed into the method's input type.
+
+    WebhookError 400 UNKNOWN_METHOD / INVALID_COMMAND when the mapping produced something
+    no contract accepts."""
+    try:
+        cls = request_class(command.method)
+    except KeyError:
+        raise WebhookError(
+            UNKNOWN_METHOD, f"the event maps to {command.method!r}, which no contract defines", 400
+        ) from None
+    try:
+        request = json_format.ParseDict(dict(command.request), cls())
+    except (json_format.ParseError, TypeError, ValueError) as exc:
+        raise WebhookError(
+            INVALID_COMMAND, f"the event's {command.method.rsplit('/', 1)[-1]} request is invalid: {exc}", 400
+        ) from None
+    result = events_pb2.CanonicalCommand(method=command.method, key=command.key)
+    result.request.Pack(request)
+    for lookup in command.lookups:
+        target = _field_at(cls.DESCRIPTOR, lookup.field)
+        if target is None or target.type != descriptor.FieldDescriptor.TYPE_STRING:
+            raise WebhookError(
+                INVALID_COMMAND,
+                f"lookup field {lookup.field!r} is not a string field of {cls.DESCRIPTOR.full_name}",
+                400,
+            )
+        result.lookups.append(
+            events_pb2.CanonicalCommand.Lookup(
+                field=lookup.field,
+                kind=lookup.kind,
+                reference=common_pb2.ExternalReference(system=lookup.system, external_id=lookup.external_id),
+            )
+        )
+    return result
+
+
+def _check_lengths(inbound: Inbound) -> None:
+    for name, value, limit in (
+        ("source", inbound.source, 100),
+        ("event id", inbound.event_id, 255),
+        ("event type", inbound.event_type, 255),
+        ("ordering key", inbound.ordering[0] if inbound.ordering else "", 200),
+    ):
+        if len(value) > limit:
+            raise WebhookError(EVENT_FIELD_TOO_LONG, f"the event's {name} is longer than {limit} characters")
+    if not inbound.event_id:
+        raise WebhookError(INVALID_EVENT_ID, "the event has an empty id")
+    if inbound.ordering is not None and (not inbound.ordering[0] or inbound.ordering[1] < 1):
+        raise WebhookError(INVALID_ORDERING, "an ordered event needs a key and a sequence from 1 up")
+
+
+def aggregate_for(inbound: Inbound) -> str:
+    """The CloudEvent subject of an inbound event's WebhookAccepted (see the module doc)."""
+    if inbound.ordering is not None:
+        name = f"{inbound.source}:tx:{inbound.ordering[0]}"
+    elif inbound.commands:
+        name = f"{inbound.source}:{inbound.commands[0].key}"
+    else:
+        name = f"{inbound.source}:event:{inbound.event_id}"
+    if len(name) > _AGGREGATE_LIMIT:
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        name = f"{name[: _AGGREGATE_LIMIT - 65]}#{digest}"
+    return name
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    inbound: Inbound
+    status: str
+    commands: tuple[events_pb2.CanonicalCommand, ...]
+    payload: str
+
+
+def _prepare(inbound: Inbound) -> _Prepared:
+    _check_lengths(inbound)
+    commands: tuple[events_pb2.CanonicalCommand, ...] = ()
+    if inbound.ignored:
+        status = IGNORED
+    else:
+        commands = tuple(canonical_command(c) for c in inbound.commands)
+        status = ACCEPTED if commands else FETCH if inbound.fetches else IGNORED
+    payload = json.dumps(dict(inbound.payload), separators=(",", ":"), default=str)
+    return _Prepared(inbound, status, commands, payload)
+
+
+def _ignored_reason(prepared: _Prepared) -> str | None:
+    if prepared.status != IGNORED:
+        return None
+    return (prepared.inbound.ignored or "NOT_MAPPED")[:255]
+
+
+# --- the intake ------------------------------------------------------------------------------
+
+
+async def accept(
+    source: Source,
+    request: Request,
+    db: Database,
+    bus: Bus,
+    settings: Settings,
+    *,
+    now: float | None = None,
+    timeout: float = TRANSACTION_TIMEOUT_SECONDS,
+) -> IntakeResult:
+    """Verify, parse and durably store one webhook request; the answer to give the vendor."""
+    received = datetime.now(UTC)
+    try:
+        source.verify(request, received.timestamp() if now is None else now)
+        inbounds = source.parse(request)
+        prepared = [_prepare(inbound) for inbound in inbounds]
+    except WebhookError as exc:
+        return error_result(exc.status, exc.reason, exc.message)
+    if not bus.nc.is_connected:
+        return unavailable(NATS_UNAVAILABLE, "the event bus is unavailable; deliver the event again later")
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            async with asyncio.timeout(timeout):
+                outcomes = await _store(db, source, prepared, received)
+            break
+        except WebhookError as exc:
+            return error_result(exc.status, exc.reason, exc.message)
+        except IntegrityError:
+            if attempt == _ATTEMPTS:
+                return error_result(
+                    409,
+                    ORDERING_CONFLICT,
+                    "the request conflicts with events already received (same ordering position)",
+                )
+            continue  # a concurrent delivery of the same event won: look again
+        except (DBAPIError, PoolTimeoutError, TimeoutError, OSError) as exc:
+            log.warning("webhook intake %s: database unavailable: %s", source.name, exc)
+            return unavailable(
+                DATABASE_UNAVAILABLE, "the gateway's database is unavailable; deliver the event again later"
+            )
+    new = [o for o in outcomes if o.outcome != DUPLICATE]
+    body: dict[str, Any] = {
+        "status": "accepted" if new else DUPLICATE,
+        "events": [o.to_json() for o in outcomes],
+    }
+    return IntakeResult(202 if new else 200, body, {}, tuple(outcomes))
+
+
+async def _store(
+    db: Database, source: Source, prepared: Sequence[_Prepared], received: datetime
+) -> list[EventOutcome]:
+    outcomes: list[EventOutcome] = []
+    async with db.transaction() as session:
+        for item in prepared:
+            inbound = item.inbound
+            seen = (
+                await session.execute(
+                    select(webhook_inbox.c.id).where(
+                        webhook_inbox.c.source == inbound.source,
+                        webhook_inbox.c.event_id == inbound.event_id,
+                    )
+                )
+            ).first()
+            if seen is not None:
+                outcomes.append(EventOutcome(inbound.event_id, inbound.event_type, DUPLICATE))
+                continue
+            reason = _ignored_reason(item)
+            await session.execute(
+                insert(webhook_inbox).values(
+                    source=inbound.source,
+                    event_id=inbound.event_id,
+                    event_type=inbound.event_type,
+                    received_time=received,
+                    occurred_time=inbound.occurred,
+                    status=item.status,
+                    ignored_reason=reason,
+                    payload=item.payload,
+                    ordering_key=inbound.ordering[0] if inbound.ordering else None,
+                    ordering_sequence=inbound.ordering[1] if inbound.ordering else None,
+                )
+            )
+            await _record_events(session, source, item)
+            outcomes.append(EventOutcome(inbound.event_id, inbound.event_type, item.status, reason))
+    return outcomes
+
+
+async def _record_events(session: AsyncSession, source: Source, item: _Prepared) -> None:
+    inbound = item.inbound
+    if item.commands or inbound.ordering is not None:
+        aggregate = aggregate_for(inbound)
+        sequence = inbound.ordering[1] if inbound.ordering is not None else None
+        if sequence is not None:
+            taken = (
+                await session.execute(
+                    select(outbox.c.event_id).where(
+                        outbox.c.aggregate == aggregate, outbox.c.aggregate_seq == sequence
+                    )
+                )
+            ).first()
+            if taken is not None:
+                raise WebhookError(
+                    ORDERING_CONFLICT,
+                    f"event {inbound.event_id}: position {sequence} of {aggregate} is another event's",
+                    409,
+                )
+        accepted = events_pb2.WebhookAccepted(
+            source=inbound.source,
+            event_id=inbound.event_id,
+            event_type=inbound.event_type,
+            identity=source.identity,
+            commands=item.commands,
+        )
+        if inbound.occurred is not None:
+            accepted.occurred_time.CopyFrom(timestamp(inbound.occurred))
+        await record_event(
+            session,
+            domain=GATEWAY_DOMAIN,
+            obj="webhook",
+            verb="accepted",
+            aggregate=aggregate,
+            data=accepted,
+            sequence=sequence,
+        )
+    if item.status == IGNORED:
+        return
+    for fetch in inbound.fetches:
+        await record_event(
+            session,
+            domain=GATEWAY_DOMAIN,
+            obj="record",
+            verb="fetch_requested",
+            aggregate=f"{fetch.system}:{fetch.object_type}"[:_AGGREGATE_LIMIT],
+            data=events_pb2.RecordFetchRequested(
+                system=fetch.system,
+                object_type=fetch.object_type,
+                record_ids=fetch.record_ids,
+                reason=fetch.reason,
+                full_resync=fetch.full_resync,
+                source=inbound.source,
+                event_id=inbound.event_id,
+            ),
+        )
