@@ -196,8 +196,10 @@ class Dispatcher:
 def _classified(exc: grpc.aio.AioRpcError, what: str) -> Exception:
     info, violations = error_info(exc)
     detail = f"{what}: {exc.code().name} {info.reason if info else ''} {exc.details() or ''}".strip()
-    if violations:
-        detail += "; " + "; ".join(f"{v.field}: {v.description}" for v in violations)
+    unsaid = [f"{v.field}: {v.description}" for v in violations]
+    unsaid = [text for text in unsaid if text not in detail]
+    if unsaid:
+        detail += "; " + "; ".join(unsaid)
     if exc.code() in TRANSIENT_CODES:
         return TransientError(detail)
     return PermanentError(info.reason if info is not None and info.reason else COMMAND_REFUSED, detail)
