@@ -4,11 +4,20 @@
 is set), every domain service on one gRPC port, their event consumers, the outbox
 relays and the gateway. The other commands run one role each, for the production
 topology (`serve` runs its services' consumers too).
+
+The "http" role is the gateway: the webhook intake (its own database, `gateway`, with the
+webhook inbox and an outbox), the relay of that outbox to the `<stream_prefix>_GATEWAY`
+stream (in the process's RelayGroup when it runs the relay role, else in one of its own:
+the gateway's outbox is always relayed where the gateway runs), and the webhook dispatcher
+(a consumer with its own database, `gateway_dispatch`) that applies accepted events over
+gRPC — to this process's server, or to `peers`/`grpc_host:grpc_port` when the gateway runs
+alone. It needs NATS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import secrets
@@ -19,11 +28,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.app import create_app, grpc_health_report, start_gateway
+from gateway.app import Webhooks, create_app, grpc_health_report, start_gateway
+from gateway.webhooks.dispatch import dispatch_consumer
+from gateway.webhooks.model import Source
+from gateway.webhooks.store import GATEWAY_DB, GATEWAY_DOMAIN, open_dispatch_db, open_gateway_db
+from services.platform.consumer import Consumer
 from services.platform.db import Database, database_for
 from services.platform.nats import Bus, EmbeddedNats
 from services.platform.relay import OutboxRelay, RelayGroup
-from services.platform.server import Hub, start_hub
+from services.platform.server import Hub, Peers, start_hub
 from services.platform.settings import SYSTEM_IDENTITIES, ConfigError, Settings
 
 log = logging.getLogger("syncmesh")
@@ -60,6 +73,8 @@ class Running:
     nats: EmbeddedNats | None = None
     relays: RelayGroup | None = None
     databases: dict[str, Database] = field(default_factory=dict)
+    dispatcher: Consumer | None = None  # the webhook dispatcher (http role)
+    peers: Peers | None = None  # the dispatcher's channels when no hub runs here
 
     @property
     def grpc_port(self) -> int:
@@ -73,17 +88,24 @@ class Running:
             parts.append(f"HTTP on {self.settings.http_host}:{self.http_port}")
         if self.relays is not None:
             parts.append(f"relaying {', '.join(r.domain for r in self.relays.relays)}")
-        if self.hub is not None and self.hub.consume and self.hub.consumers:
-            parts.append(f"consuming {', '.join(self.hub.consumers)}")
+        consumers = list(self.hub.consumers) if self.hub is not None and self.hub.consume else []
+        if self.dispatcher is not None and self.dispatcher.name not in consumers:
+            consumers.append(self.dispatcher.name)
+        if consumers:
+            parts.append(f"consuming {', '.join(consumers)}")
         return ", ".join(parts)
 
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()  # before the server its calls go to
         if self.hub is not None:
             await self.hub.stop()
         if self.relays is not None:
             await self.relays.stop()
+        if self.peers is not None:
+            await self.peers.close()
         for db in self.databases.values():
             await db.dispose()
         if self.bus is not None:
@@ -113,9 +135,11 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
     """
     if "consume" in roles and "grpc" not in roles:
         raise ConfigError("the consume role runs beside grpc (the services whose consumers it runs)")
+    if "grpc" in roles or (settings.data_dir / "tokens.toml").is_file():
+        settings = ensure_tokens(settings)  # the dispatcher calls the services with them too
     running = Running(settings)
     try:
-        if roles & {"grpc", "relay"}:
+        if roles & {"grpc", "relay", "http"}:
             nats_url = _nats_url(settings, embedded_ok="grpc" in roles)
             if nats_url is None and "grpc" not in roles:
                 raise ConfigError(
@@ -128,29 +152,69 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
             running.bus = await Bus.connect(nats_url)
         if "grpc" in roles:
             assert running.bus is not None
-            running.hub = await start_hub(ensure_tokens(settings), running.bus, consume="consume" in roles)
+            running.hub = await start_hub(settings, running.bus, consume="consume" in roles)
+        relays: list[OutboxRelay] = []
         if "relay" in roles and (settings.run_relay or "grpc" not in roles):
             assert running.bus is not None
             if running.hub is not None:
                 databases = running.hub.databases
             else:
-                databases = running.databases = {
-                    name: database_for(name, settings) for name in settings.services
-                }
-            running.relays = RelayGroup(
-                [OutboxRelay(db, running.bus, settings, name) for name, db in databases.items()]
-            )
+                databases = {name: database_for(name, settings) for name in settings.services}
+                running.databases.update(databases)
+            relays = [OutboxRelay(db, running.bus, settings, name) for name, db in databases.items()]
+        webhooks: Webhooks | None = None
+        if "http" in roles:
+            assert running.bus is not None
+            webhooks = await _start_webhooks(running, settings)
+            relays.append(OutboxRelay(webhooks.db, running.bus, settings, GATEWAY_DOMAIN))
+        if relays:
+            running.relays = RelayGroup(relays)
             await running.relays.start()
+        if running.dispatcher is not None:
+            running.dispatcher.start()  # sets itself up in its task, retrying while NATS is away
         if "http" in roles:
             report = running.hub.probe_once if running.hub is not None else grpc_health_report(settings)
+            app = create_app(report, webhooks)
+            # REST transcoding goes here: rest.add_rest_routes(app, <gRPC target>, deadline_seconds=...).
             running.runner, running.http_port = await start_gateway(
-                create_app(report), settings.http_host, settings.http_port
+                app, settings.http_host, settings.http_port
             )
     except BaseException:
         await running.stop()
         raise
     log.info("syncmesh: %s; data in %s", running.banner(), settings.data_dir.resolve())
     return running
+
+
+def _load_sources(settings: Settings) -> dict[str, Source]:
+    """The configured webhook sources (gateway/webhooks/registry.py)."""
+    try:
+        registry = importlib.import_module("gateway.webhooks.registry")
+    except ModuleNotFoundError as exc:
+        if exc.name != "gateway.webhooks.registry":
+            raise
+        # The vendor sources have not landed yet: every webhook route answers 404.
+        log.warning("webhook sources unavailable (gateway.webhooks.registry missing)")
+        return {}
+    sources: dict[str, Source] = registry.load_sources(settings)
+    return sources
+
+
+async def _start_webhooks(running: Running, settings: Settings) -> Webhooks:
+    """The gateway's databases (migrated), its sources and the dispatcher (not started)."""
+    assert running.bus is not None
+    running.databases[GATEWAY_DB] = db = await open_gateway_db(settings)
+    dispatch_db = await open_dispatch_db(settings)
+    running.databases[dispatch_db.service] = dispatch_db
+    if running.hub is not None and running.hub.peers is not None:
+        channel_for = running.hub.peers.channel
+    else:
+        running.peers = Peers(settings, lambda: f"{settings.grpc_host}:{settings.grpc_port}")
+        channel_for = running.peers.channel
+    running.dispatcher = dispatch_consumer(settings, dispatch_db, running.bus, channel_for)
+    if running.hub is not None:
+        running.hub.consumers[running.dispatcher.name] = running.dispatcher  # OpsService sees it
+    return Webhooks(_load_sources(settings), db, running.bus, settings)
 
 
 async def run_until_signalled(settings: Settings, roles: frozenset[str], name: str) -> None:
