@@ -226,12 +226,17 @@ def test_operator_commands_find_the_ops_token_of_up(data_dir: Path) -> None:
         assert listed.stdout.strip() == "No dead letters in state DEAD."
         parked = syncmesh("parked", "list")
         assert parked.returncode == 0 and parked.stdout.strip() == "No parked events."
-        # `up` hosts no consumer yet: a replay has none to run, and says so in one line.
+        # `up` hosts one consumer (the webhook dispatcher): a replay by key finds nothing to run.
         replay = syncmesh("replay", "--key", "customers/1", "--dry-run")
-        assert replay.returncode == 1 and replay.stdout == ""
-        assert replay.stderr.strip().splitlines() == [
-            "syncmesh: CONSUMER_NOT_FOUND: this process hosts no event consumer"
+        assert replay.returncode == 0, replay.stderr
+        assert replay.stdout.splitlines() == [
+            "No events selected.",
+            "0 would be replayed, 0 skipped (dry run)",
         ]
+        # A consumer `up` does not host is refused, in one line.
+        other = syncmesh("replay", "--key", "customers/1", "--consumer", "nope", "--dry-run")
+        assert other.returncode == 1 and other.stdout == ""
+        assert other.stderr.strip().startswith("syncmesh: CONSUMER_NOT_FOUND: ")
         # A token of another system is refused.
         crm = syncmesh("dlq", "list", env=clean_env(SYNCMESH_TOKEN=up.token["crm"]))
         assert crm.returncode == 1 and crm.stderr.startswith("syncmesh: OPERATOR_REQUIRED: ")
