@@ -50,7 +50,7 @@ import logging
 import random
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,7 +60,20 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from opentelemetry import propagate, trace
-from sqlalchemy import Row, and_, delete, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    and_,
+    cast,
+    delete,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from syncmesh.events.v1 import events_pb2
@@ -265,6 +278,26 @@ class _Raw:
 
 class InvalidEvent(Exception):
     """The message is not a CloudEvent this process can decode."""
+
+
+@dataclass
+class _Probe:
+    """What the database knows about an event (see `Consumer._probe`)."""
+
+    applied: bool = False
+    parked: bool = False
+    dead: bool = False
+    waiting: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """An event whose handler is to run: its aggregate's last sequence (locked), its parked
+    row when it is a parked event's retry, the parked events waiting for it."""
+
+    last: int | None
+    parked_row: Row[Any] | None
+    waiting: list[int]
 
 
 class Consumer:
@@ -486,7 +519,7 @@ class Consumer:
             return await self._finish(msg, Outcome.DEAD if dead else Outcome.DUPLICATE)
 
         try:
-            outcome = await self._apply(event)
+            outcome, waiting = await self._apply(event)
         except PermanentError as exc:
             await self._dead_letter(_raw(event), exc.reason, _error_text(exc), attempt, unless_settled=True)
             return await self._finish(msg, Outcome.DEAD)
@@ -510,9 +543,9 @@ class Consumer:
             self.stats.retries += 1
             return Outcome.RETRY
         await self._finish(msg, outcome)
-        if outcome is Outcome.APPLIED:
+        if waiting:
             try:
-                await self._resume(_keys(event))
+                await self._resume_parked(waiting)
             except Exception as exc:  # they stay parked; sweep() finds them ready
                 log.warning("consumer %s: resuming after %s failed: %s", self.name, event.id, exc)
         return outcome
@@ -531,45 +564,40 @@ class Consumer:
 
     # --- applying ---------------------------------------------------------------------
 
-    async def _apply(self, event: Event, parked_id: int | None = None) -> Outcome:
+    async def _apply(self, event: Event, parked_id: int | None = None) -> tuple[Outcome, list[int]]:
         """One transaction: dedupe, order, run the handler, record. Handler errors propagate
-        (the transaction rolls back), except Prerequisite, which parks the event."""
-        async with self.db.transaction() as session:
-            last = await self._lock_position(session, event.aggregate) if event.aggregate else None
-            parked_row = None
-            if parked_id is not None:
-                parked_row = (
-                    await session.execute(
-                        select(parked_events).where(parked_events.c.id == parked_id).with_for_update()
-                    )
-                ).one_or_none()
-                if parked_row is None:
-                    return Outcome.GONE
-            if await self._has(session, inbox, event.source, event.id):
+        (the transaction rolls back), except Prerequisite, which parks the event.
+
+        Returns the outcome and, when applied, the parked events waiting for what the event
+        frees (`<aggregate>#<sequence>`, `<aggregate>`), found in the same transaction: parking
+        an event that waits for them needs the aggregate's position lock, held here, so none
+        can be parked unseen (except by a handler past the 4-lock limit below: sweep() finds
+        those).
+
+        The handler runs first without a savepoint (most events just apply). When it raises
+        Prerequisite, that transaction rolls back and `_apply_or_park` starts over, running
+        the handler in a savepoint so that the event can be parked."""
+        try:
+            async with self.db.transaction() as session:
+                ready = await self._prepare(session, event, parked_id)
+                if isinstance(ready, Outcome):
+                    return ready, []
+                await self._run_handler(session, event)
+                await self._record_applied(session, event, ready.last)
                 await self._unpark(session, parked_id)
-                self.stats.duplicates += 1
-                return Outcome.DUPLICATE
-            if parked_id is None:
-                if await self._has(session, parked_events, event.source, event.id):
-                    return Outcome.PARKED  # parked by an earlier delivery whose ack was lost
-                if await self._has(session, dead_letters, event.source, event.id):
-                    return Outcome.DEAD
-            if last is not None and event.sequence is not None:
-                if event.sequence <= last:
-                    await self._unpark(session, parked_id)
-                    self.stats.duplicates += 1
-                    return Outcome.DUPLICATE
-                if event.sequence > last + 1:
-                    await self._park(
-                        session,
-                        event,
-                        parked_row,
-                        reason=SEQUENCE_GAP,
-                        waits_for=_gap_key(event.aggregate, last + 1),
-                        detail=f"sequence {event.sequence} arrived before {last + 1} (last applied: {last})",
-                        ran=False,
-                    )
-                    return Outcome.PARKED
+        except Prerequisite:
+            return await self._apply_or_park(event, parked_id)
+        self.stats.applied += 1
+        return Outcome.APPLIED, ready.waiting
+
+    async def _apply_or_park(self, event: Event, parked_id: int | None) -> tuple[Outcome, list[int]]:
+        """`_apply` for an event whose handler needs something first: the handler runs in a
+        savepoint, again with the prerequisite's position lock, and the event is parked when it
+        still raises Prerequisite."""
+        async with self.db.transaction() as session:
+            ready = await self._prepare(session, event, parked_id)
+            if isinstance(ready, Outcome):
+                return ready, []
             locked = {event.aggregate} if event.aggregate else set()
             while True:
                 try:
@@ -586,17 +614,105 @@ class Consumer:
                     await self._park(
                         session,
                         event,
-                        parked_row,
+                        ready.parked_row,
                         reason=exc.reason,
                         waits_for=exc.waits_for,
                         detail=exc.message,
                         ran=True,
                     )
-                    return Outcome.PARKED
-            await self._record_applied(session, event, last)
+                    return Outcome.PARKED, []
+            await self._record_applied(session, event, ready.last)
             await self._unpark(session, parked_id)
         self.stats.applied += 1
-        return Outcome.APPLIED
+        return Outcome.APPLIED, ready.waiting
+
+    async def _prepare(self, session: AsyncSession, event: Event, parked_id: int | None) -> _Ready | Outcome:
+        """Lock the aggregate's position and decide whether the handler runs: an Outcome when it
+        does not (duplicate, already parked or dead-lettered, sequence gap: parked now)."""
+        last = await self._lock_position(session, event.aggregate) if event.aggregate else None
+        parked_row = None
+        if parked_id is not None:
+            parked_row = (
+                await session.execute(
+                    select(parked_events).where(parked_events.c.id == parked_id).with_for_update()
+                )
+            ).one_or_none()
+            if parked_row is None:
+                return Outcome.GONE
+        probe = await self._probe(
+            session, event.source, event.id, settled=parked_id is None, freed=_keys(event)
+        )
+        if probe.applied:
+            await self._unpark(session, parked_id)
+            self.stats.duplicates += 1
+            return Outcome.DUPLICATE
+        if probe.parked:
+            return Outcome.PARKED  # parked by an earlier delivery whose ack was lost
+        if probe.dead:
+            return Outcome.DEAD
+        if last is not None and event.sequence is not None:
+            if event.sequence <= last:
+                await self._unpark(session, parked_id)
+                self.stats.duplicates += 1
+                return Outcome.DUPLICATE
+            if event.sequence > last + 1:
+                await self._park(
+                    session,
+                    event,
+                    parked_row,
+                    reason=SEQUENCE_GAP,
+                    waits_for=_gap_key(event.aggregate, last + 1),
+                    detail=f"sequence {event.sequence} arrived before {last + 1} (last applied: {last})",
+                    ran=False,
+                )
+                return Outcome.PARKED
+        waiting = [i for i in probe.waiting if i != parked_id]
+        return _Ready(last=last, parked_row=parked_row, waiting=waiting)
+
+    async def _probe(
+        self,
+        session: AsyncSession,
+        source: str,
+        event_id: str,
+        *,
+        settled: bool,
+        freed: list[str] | None = None,
+    ) -> _Probe:
+        """One query: is the event in the inbox, or (`settled`) parked or dead-lettered, and
+        which parked events wait for any of `freed` (in sequence order)."""
+        none = cast(null(), BigInteger)
+
+        def this_event(table: Any, kind: str, id_column: Any, sequence_column: Any) -> Any:
+            return (
+                select(literal(kind).label("kind"), id_column.label("id"), sequence_column.label("sequence"))
+                .select_from(table)
+                .where(table.c.consumer == self.name, table.c.source == source, table.c.event_id == event_id)
+            )
+
+        branches = [this_event(inbox, "applied", none, none)]
+        if settled:
+            branches.append(this_event(parked_events, "parked", parked_events.c.id, none))
+            branches.append(this_event(dead_letters, "dead", dead_letters.c.id, none))
+        if freed:
+            branches.append(
+                select(literal("waiting"), parked_events.c.id, parked_events.c.sequence).where(
+                    parked_events.c.consumer == self.name, parked_events.c.waits_for.in_(freed)
+                )
+            )
+        query = branches[0] if len(branches) == 1 else union_all(*branches)
+        probe = _Probe()
+        waiting: list[tuple[int, int]] = []
+        for row in (await session.execute(query)).all():
+            if row.kind == "applied":
+                probe.applied = True
+            elif row.kind == "parked":
+                probe.parked = True
+            elif row.kind == "dead":
+                probe.dead = True
+            else:
+                waiting.append((int(row.sequence or 0), int(row.id)))
+        probe.waiting = [parked_id for _, parked_id in sorted(waiting)]
+        return probe
 
     async def _run_handler(self, session: AsyncSession, event: Event) -> None:
         context = propagate.extract(_trace_carrier(event))
@@ -635,30 +751,23 @@ class Consumer:
                 raise
 
     async def _lock_position(self, session: AsyncSession, aggregate: str) -> int:
-        """The last applied sequence of `aggregate`, its row locked until the transaction ends."""
-        now = _now()
-        values = {
-            "consumer": self.name,
-            "aggregate": aggregate,
-            "last_sequence": 0,
-            "apply_time": None,
-            "update_time": now,
-        }
-        if self.db.dialect == "postgresql":
-            stmt: Any = postgresql.insert(aggregate_positions).values(**values).on_conflict_do_nothing()
-        else:
-            stmt = sqlite.insert(aggregate_positions).values(**values).on_conflict_do_nothing()
-        await session.execute(stmt)
-        last = (
-            await session.execute(
-                select(aggregate_positions.c.last_sequence)
-                .where(
-                    aggregate_positions.c.consumer == self.name, aggregate_positions.c.aggregate == aggregate
-                )
-                .with_for_update()
+        """The last applied sequence of `aggregate`, its row locked until the transaction ends.
+
+        One statement: an upsert whose conflict branch writes the row unchanged, which locks
+        it (PostgreSQL) like SELECT ... FOR UPDATE, and returns the last sequence."""
+        insert_ = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
+        stmt = (
+            insert_(aggregate_positions)
+            .values(
+                consumer=self.name, aggregate=aggregate, last_sequence=0, apply_time=None, update_time=_now()
             )
-        ).scalar_one()
-        return int(last)
+            .on_conflict_do_update(
+                index_elements=[aggregate_positions.c.consumer, aggregate_positions.c.aggregate],
+                set_={"last_sequence": aggregate_positions.c.last_sequence},
+            )
+            .returning(aggregate_positions.c.last_sequence)
+        )
+        return int((await session.execute(stmt)).scalar_one())
 
     async def _has(self, session: AsyncSession, table: Any, source: str, event_id: str) -> bool:
         found = (
@@ -770,38 +879,40 @@ class Consumer:
             await session.execute(delete(parked_events).where(parked_events.c.id == parked_id))
 
     async def _resume(self, keys: Iterable[str]) -> None:
-        """Apply the parked events waiting for `keys`, and those waiting for what they apply.
-
-        One lookup for all the keys of a round (an applied event frees both its aggregate's
-        next sequence and the events that wait for its aggregate)."""
+        """Apply the parked events waiting for `keys`, and those waiting for what they apply."""
         pending = list(keys)
-        while pending:
-            async with self.db.transaction() as session:
-                ids = list(
-                    (
-                        await session.execute(
-                            select(parked_events.c.id)
-                            .where(
-                                parked_events.c.consumer == self.name, parked_events.c.waits_for.in_(pending)
-                            )
-                            .order_by(parked_events.c.sequence, parked_events.c.id)
-                        )
-                    ).scalars()
-                )
-            pending = []
-            for parked_id in ids:
-                applied = await self._retry_parked(parked_id)
-                if applied is not None:
-                    pending.extend(_keys(applied))
+        if not pending:
+            return
+        async with self.db.transaction() as session:
+            ids = list(
+                (
+                    await session.execute(
+                        select(parked_events.c.id)
+                        .where(parked_events.c.consumer == self.name, parked_events.c.waits_for.in_(pending))
+                        .order_by(parked_events.c.sequence, parked_events.c.id)
+                    )
+                ).scalars()
+            )
+        await self._resume_parked(ids)
 
-    async def _retry_parked(self, parked_id: int) -> Event | None:
-        """Try a parked event again. Returns it when it was applied."""
+    async def _resume_parked(self, ids: list[int]) -> None:
+        """Apply these parked events in order and, transitively, those waiting for what they
+        apply (each applied event's transaction finds its own waiters)."""
+        pending = ids
+        while pending:
+            following: list[int] = []
+            for parked_id in pending:
+                following.extend(await self._retry_parked(parked_id))
+            pending = following
+
+    async def _retry_parked(self, parked_id: int) -> list[int]:
+        """Try a parked event again. Applied: returns the parked events waiting for it."""
         async with self.db.transaction() as session:
             row = (
                 await session.execute(select(parked_events).where(parked_events.c.id == parked_id))
             ).one_or_none()
         if row is None:
-            return None
+            return []
         raw = _raw_from_row(row)
         attempt = int(row.attempts) + 1
         try:
@@ -815,16 +926,16 @@ class Consumer:
             )
         except InvalidEvent as exc:
             await self._dead_letter(raw, INVALID_EVENT, str(exc), attempt, parked_id=parked_id)
-            return None
+            return []
         try:
-            outcome = await self._apply(event, parked_id=parked_id)
+            _, waiting = await self._apply(event, parked_id=parked_id)
         except PermanentError as exc:
             await self._dead_letter(raw, exc.reason, _error_text(exc), attempt, parked_id=parked_id)
-            return None
+            return []
         except Exception as exc:
             await self._parked_failure(parked_id, raw, exc)
-            return None
-        return event if outcome is Outcome.APPLIED else None
+            return []
+        return waiting
 
     async def _parked_failure(self, parked_id: int, raw: _Raw, exc: Exception) -> None:
         """A parked event's handler failed: retry it later (sweep), or dead-letter it."""
@@ -909,9 +1020,7 @@ class Consumer:
                 for row in (await session.execute(query.limit(limit))).all():
                     ready[int(row.id)] = int(row.sequence or 0)
         for parked_id in sorted(ready, key=lambda i: (ready[i], i)):
-            applied = await self._retry_parked(parked_id)
-            if applied is not None:
-                await self._resume(_keys(applied))
+            await self._resume_parked(await self._retry_parked(parked_id))
 
     # --- dead letters -----------------------------------------------------------------
 
@@ -938,12 +1047,10 @@ class Consumer:
                 ).one_or_none()
                 if row is None:
                     return False
-            elif unless_settled and (
-                await self._has(session, inbox, raw.source, raw.event_id)
-                or await self._has(session, parked_events, raw.source, raw.event_id)
-                or await self._has(session, dead_letters, raw.source, raw.event_id)
-            ):
-                return False
+            elif unless_settled:
+                probe = await self._probe(session, raw.source, raw.event_id, settled=True)
+                if probe.applied or probe.parked or probe.dead:
+                    return False
             await self._bury(session, raw, reason, error, attempts)
             await self._unpark(session, parked_id)
         return True
