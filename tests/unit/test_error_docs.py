@@ -10,6 +10,11 @@ The doc's tables are read by their header: `| Reason | gRPC code | HTTP | ...` (
 ErrorInfo reasons), `| Field-violation reason | ...` (BadRequest.FieldViolation.reason) and
 `| Readiness reason | ...` (customers' readiness problems). A table belongs to the `## `
 section above it: the platform (`## Platform ...`) or one service (`## Customers ...`).
+
+The HTTP gateway's own refusals (webhooks) are read from gateway/ the same way: the reason
+of `WebhookError(reason, message, status)`, `error_result(status, reason, ...)` and
+`unavailable(reason, ...)`, listed in `| Webhook reason | HTTP | When |` tables of the
+`## Gateway ...` section, with the HTTP status the code gives where it is a literal.
 """
 
 from __future__ import annotations
@@ -27,11 +32,18 @@ from services.platform.errors import DomainError, ErrorCode, invalid
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "services"
+GATEWAY_DIR = ROOT / "gateway"
 DOC = ROOT / "docs" / "errors.md"
 
-TOP, FIELD, READINESS = "top-level", "field", "readiness"
+TOP, FIELD, READINESS, WEBHOOK = "top-level", "field", "readiness", "webhook"
 PLATFORM = "platform"
-TABLE_KINDS = {"Reason": TOP, "Field-violation reason": FIELD, "Readiness reason": READINESS}
+GATEWAY = "gateway"
+TABLE_KINDS = {
+    "Reason": TOP,
+    "Field-violation reason": FIELD,
+    "Readiness reason": READINESS,
+    "Webhook reason": WEBHOOK,
+}
 
 # How the gateway maps canonical codes to HTTP.
 HTTP_STATUS = {
@@ -71,7 +83,15 @@ DYNAMIC_REASONS: dict[tuple[str, str], frozenset[str]] = {
     ("services/catalog/domain.py", "f'{object_type.value}_NOT_MAPPED'"): frozenset(
         {"PRODUCT_NOT_MAPPED", "PRICE_NOT_MAPPED"}
     ),
+    # The webhook intake answers a source's WebhookError with its reason (collected where the
+    # source raises it), and unavailable() passes its `reason` on (collected at its callers).
+    ("gateway/webhooks/intake.py", "exc.reason"): frozenset(),
+    ("gateway/webhooks/intake.py", "reason"): frozenset(),
 }
+
+# gateway/: what each refusal helper takes as (reason position, status position or None).
+GATEWAY_CALLS = {"WebhookError": (0, 2), "error_result": (1, 0), "unavailable": (0, None)}
+UNAVAILABLE_STATUS = 503
 
 
 @dataclass(frozen=True)
@@ -237,10 +257,47 @@ def scan() -> Scan:
     return result
 
 
+@cache
+def scan_gateway() -> Scan:
+    """The gateway's HTTP refusals: Sites of kind WEBHOOK, `code` the literal HTTP status."""
+    result = Scan()
+    for path in sorted(GATEWAY_DIR.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        tree = ast.parse(path.read_text(), filename=rel)
+        constants = _module_constants(tree)
+        for call in ast.walk(tree):
+            if not isinstance(call, ast.Call) or _callee(call) not in GATEWAY_CALLS:
+                continue
+            name = _callee(call)
+            where = f"{rel}:{call.lineno}"
+            reason_at, status_at = GATEWAY_CALLS[name]
+            expr = _argument(call, reason_at, "reason")
+            if expr is None:
+                result.unexplained.append(f"{where}: {name}(...) sets no reason")
+                continue
+            status: str | None = str(UNAVAILABLE_STATUS) if status_at is None else None
+            status_expr = _argument(call, status_at, "status") if status_at is not None else None
+            if name == "WebhookError" and status_expr is None:
+                status = "400"  # WebhookError's default
+            elif isinstance(status_expr, ast.Constant) and isinstance(status_expr.value, int):
+                status = str(status_expr.value)
+            reasons, rest = _literals(expr, constants)
+            for node in rest:
+                key = (rel, ast.unparse(node))
+                if key in DYNAMIC_REASONS:
+                    result.dynamic_seen.add(key)
+                    reasons |= DYNAMIC_REASONS[key]
+                else:
+                    result.unexplained.append(f"{where}: {key[1]}")
+            if reasons:
+                result.sites.append(Site(where, GATEWAY, WEBHOOK, frozenset(reasons), status))
+    return result
+
+
 def code_reasons() -> dict[tuple[str, str], set[str]]:
     """(section, kind) -> the reasons the code sets there."""
     found: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for site in scan().sites:
+    for site in scan().sites + scan_gateway().sites:
         found[site.section, site.kind] |= site.reasons
     found[("customers", READINESS)] = {rule[1] for rule in READINESS_RULES}
     return found
@@ -282,6 +339,11 @@ def doc_rows() -> tuple[Row, ...]:
             continue
         match = _REASON_CELL.match(cells[0])
         assert match, f"docs/errors.md:{number}: the first cell must be one `REASON`, not {cells[0]!r}"
+        if kind == WEBHOOK:
+            assert len(cells) == 3, f"docs/errors.md:{number}: Webhook reason | HTTP | When"
+            http = frozenset(int(n) for n in re.findall(r"\d{3}", cells[1]))
+            rows.append(Row(number, section, kind, match.group(1), http=http))
+            continue
         if kind != TOP:
             rows.append(Row(number, section, kind, match.group(1)))
             continue
@@ -304,13 +366,14 @@ def doc_rows() -> tuple[Row, ...]:
 
 
 def test_every_reason_is_read_or_explained() -> None:
-    result = scan()
-    assert result.sites, "the scan found no reasons at all"
-    assert not result.unexplained, (
+    result, gateway = scan(), scan_gateway()
+    assert result.sites and gateway.sites, "the scan found no reasons at all"
+    unexplained = result.unexplained + gateway.unexplained
+    assert not unexplained, (
         "reasons that are not literals; make them literals or explain them in DYNAMIC_REASONS:\n"
-        + "\n".join(result.unexplained)
+        + "\n".join(unexplained)
     )
-    stale = sorted(set(DYNAMIC_REASONS) - result.dynamic_seen)
+    stale = sorted(set(DYNAMIC_REASONS) - result.dynamic_seen - gateway.dynamic_seen)
     assert not stale, f"DYNAMIC_REASONS entries no longer in the code: {stale}"
 
 
@@ -328,7 +391,11 @@ def test_the_doc_has_a_section_per_service() -> None:
     services = {p.parent.name for p in SERVICES.glob("*/__init__.py")}
     headings = {_section(line[3:]) for line in DOC.read_text().splitlines() if line.startswith("## ")}
     assert services <= headings, f"services/ without a ## section: {sorted(services - headings)}"
-    outside = [f"docs/errors.md:{row.line}" for row in doc_rows() if row.section not in services]
+    outside = [
+        f"docs/errors.md:{row.line}"
+        for row in doc_rows()
+        if row.section not in services and not (row.section == GATEWAY and row.kind == WEBHOOK)
+    ]
     assert not outside, f"reason tables outside the platform and service sections: {outside}"
 
 
@@ -393,3 +460,19 @@ def test_backticked_reasons_in_prose_exist() -> None:
     text = DOC.read_text()
     unknown = sorted(set(_BACKTICKED_UPPER.findall(text)) - known)
     assert not unknown, f"docs/errors.md names reasons the code never sets: {unknown}"
+
+
+def test_documented_webhook_statuses_match_the_code() -> None:
+    statuses: dict[str, set[str | None]] = defaultdict(set)
+    for site in scan_gateway().sites:
+        for reason in site.reasons:
+            statuses[reason].add(site.code)
+    for row in doc_rows():
+        if row.kind != WEBHOOK:
+            continue
+        where = f"docs/errors.md:{row.line} `{row.reason}`"
+        assert row.http, f"{where}: no HTTP status"
+        literal = {int(code) for code in statuses.get(row.reason, set()) if code is not None}
+        assert literal <= row.http, (
+            f"{where}: documented {sorted(row.http)}, the code answers {sorted(literal)}"
+        )
