@@ -47,9 +47,9 @@ def load_sources(settings: Settings) -> dict[str, Source]:
     sources: dict[str, Source] = {}
     origin: dict[str, str] = {}
     for name, (setting, build) in BUILT_IN.items():
+        origin[name] = "built in"  # reserved, loaded or not
         if common.secrets_of(getattr(settings, setting)):
             sources[name] = build(settings)
-            origin[name] = "built in"
         else:
             log.info("webhook source %s not loaded: %s is not set", name, setting)
     for path in definition_files(settings):

@@ -329,16 +329,19 @@ def quote_command(quote: Mapping[str, Any], occurred: Any, where: str) -> Comman
             raise payload_error(
                 f"{at}: billingFrequency {frequency!r} is not one of {sorted(BILLING_FREQUENCIES)}"
             )
-        lookups.append(
-            Lookup(f"quote.lines[{i}].product", "product", SYSTEM, str(need(line, "productId", at)))
-        )
-        if line.get("pricebookEntryId"):
+        # The product (and price) as syncmesh names them, or Salesforce ids resolved by lookups.
+        if not line.get("product"):
+            product_id = str(need(line, "productId", at))
+            lookups.append(Lookup(f"quote.lines[{i}].product", "product", SYSTEM, product_id))
+        if line.get("pricebookEntryId") and not line.get("price"):
             lookups.append(Lookup(f"quote.lines[{i}].price", "price", SYSTEM, str(line["pricebookEntryId"])))
         discount = line.get("discountPercent")
         lines.append(
             common.only_present(
                 {
                     "lineId": str(need(line, "lineId", at)),
+                    "product": line.get("product"),
+                    "price": line.get("price"),
                     "description": line.get("description"),
                     "quantity": str(int(quantity)),
                     "unitPrice": common.money_from_decimal(
