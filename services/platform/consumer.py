@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import random
 import re
@@ -64,6 +65,7 @@ from sqlalchemy import (
     BigInteger,
     Row,
     and_,
+    bindparam,
     cast,
     delete,
     insert,
@@ -354,6 +356,7 @@ class Consumer:
         self._inflight: list[Msg] = []
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._statements: dict[tuple[bool, bool], Any] = {}
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -680,29 +683,12 @@ class Consumer:
     ) -> _Probe:
         """One query: is the event in the inbox, or (`settled`) parked or dead-lettered, and
         which parked events wait for any of `freed` (in sequence order)."""
-        none = cast(null(), BigInteger)
-
-        def this_event(table: Any, kind: str, id_column: Any, sequence_column: Any) -> Any:
-            return (
-                select(literal(kind).label("kind"), id_column.label("id"), sequence_column.label("sequence"))
-                .select_from(table)
-                .where(table.c.consumer == self.name, table.c.source == source, table.c.event_id == event_id)
-            )
-
-        branches = [this_event(inbox, "applied", none, none)]
-        if settled:
-            branches.append(this_event(parked_events, "parked", parked_events.c.id, none))
-            branches.append(this_event(dead_letters, "dead", dead_letters.c.id, none))
+        params: dict[str, Any] = {"p_source": source, "p_event_id": event_id}
         if freed:
-            branches.append(
-                select(literal("waiting"), parked_events.c.id, parked_events.c.sequence).where(
-                    parked_events.c.consumer == self.name, parked_events.c.waits_for.in_(freed)
-                )
-            )
-        query = branches[0] if len(branches) == 1 else union_all(*branches)
+            params["p_freed"] = freed
         probe = _Probe()
         waiting: list[tuple[int, int]] = []
-        for row in (await session.execute(query)).all():
+        for row in (await session.execute(self._probe_query(settled, bool(freed)), params)).all():
             if row.kind == "applied":
                 probe.applied = True
             elif row.kind == "parked":
@@ -713,6 +699,77 @@ class Consumer:
                 waiting.append((int(row.sequence or 0), int(row.id)))
         probe.waiting = [parked_id for _, parked_id in sorted(waiting)]
         return probe
+
+    # Statements of the hot path, built once per consumer with bound parameters: building a
+    # statement costs about as much Python as executing its cached compiled form.
+
+    def _probe_query(self, settled: bool, freed: bool) -> Any:
+        key = (settled, freed)
+        if key not in self._statements:
+            none = cast(null(), BigInteger)
+
+            def this_event(table: Any, kind: str, id_column: Any) -> Any:
+                return (
+                    select(literal(kind).label("kind"), id_column.label("id"), none.label("sequence"))
+                    .select_from(table)
+                    .where(
+                        table.c.consumer == self.name,
+                        table.c.source == bindparam("p_source"),
+                        table.c.event_id == bindparam("p_event_id"),
+                    )
+                )
+
+            branches = [this_event(inbox, "applied", none)]
+            if settled:
+                branches.append(this_event(parked_events, "parked", parked_events.c.id))
+                branches.append(this_event(dead_letters, "dead", dead_letters.c.id))
+            if freed:
+                branches.append(
+                    select(literal("waiting"), parked_events.c.id, parked_events.c.sequence).where(
+                        parked_events.c.consumer == self.name,
+                        parked_events.c.waits_for.in_(bindparam("p_freed", expanding=True)),
+                    )
+                )
+            self._statements[key] = branches[0] if len(branches) == 1 else union_all(*branches)
+        return self._statements[key]
+
+    @functools.cached_property
+    def _position_lock(self) -> Any:
+        insert_ = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
+        return (
+            insert_(aggregate_positions)
+            .values(
+                consumer=self.name,
+                aggregate=bindparam("p_aggregate", type_=aggregate_positions.c.aggregate.type),
+                last_sequence=0,
+                apply_time=None,
+                update_time=bindparam("p_now", type_=aggregate_positions.c.update_time.type),
+            )
+            .on_conflict_do_update(
+                index_elements=[aggregate_positions.c.consumer, aggregate_positions.c.aggregate],
+                set_={"last_sequence": aggregate_positions.c.last_sequence},
+            )
+            .returning(aggregate_positions.c.last_sequence)
+        )
+
+    @functools.cached_property
+    def _position_advance(self) -> Any:
+        p = aggregate_positions
+        return (
+            update(p)
+            .where(
+                p.c.consumer == self.name, p.c.aggregate == bindparam("p_aggregate", type_=p.c.aggregate.type)
+            )
+            .values(
+                last_sequence=bindparam("p_last", type_=p.c.last_sequence.type),
+                apply_time=bindparam("p_now", type_=p.c.apply_time.type),
+                update_time=bindparam("p_now", type_=p.c.update_time.type),
+            )
+        )
+
+    @functools.cached_property
+    def _inbox_insert(self) -> Any:
+        return insert(inbox)
 
     async def _run_handler(self, session: AsyncSession, event: Event) -> None:
         context = propagate.extract(_trace_carrier(event))
@@ -755,19 +812,8 @@ class Consumer:
 
         One statement: an upsert whose conflict branch writes the row unchanged, which locks
         it (PostgreSQL) like SELECT ... FOR UPDATE, and returns the last sequence."""
-        insert_ = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
-        stmt = (
-            insert_(aggregate_positions)
-            .values(
-                consumer=self.name, aggregate=aggregate, last_sequence=0, apply_time=None, update_time=_now()
-            )
-            .on_conflict_do_update(
-                index_elements=[aggregate_positions.c.consumer, aggregate_positions.c.aggregate],
-                set_={"last_sequence": aggregate_positions.c.last_sequence},
-            )
-            .returning(aggregate_positions.c.last_sequence)
-        )
-        return int((await session.execute(stmt)).scalar_one())
+        result = await session.execute(self._position_lock, {"p_aggregate": aggregate, "p_now": _now()})
+        return int(result.scalar_one())
 
     async def _has(self, session: AsyncSession, table: Any, source: str, event_id: str) -> bool:
         found = (
@@ -792,29 +838,24 @@ class Consumer:
             )
         else:
             await session.execute(
-                insert(inbox).values(
-                    consumer=self.name,
-                    source=event.source,
-                    event_id=event.id,
-                    type=event.type,
-                    aggregate=event.aggregate,
-                    sequence=event.sequence,
-                    stream_sequence=event.stream_sequence,
-                    apply_time=now,
-                    replays=1 if replay else 0,
-                )
+                self._inbox_insert,
+                {
+                    "consumer": self.name,
+                    "source": event.source,
+                    "event_id": event.id,
+                    "type": event.type,
+                    "aggregate": event.aggregate,
+                    "sequence": event.sequence,
+                    "stream_sequence": event.stream_sequence,
+                    "apply_time": now,
+                    "replays": 1 if replay else 0,
+                },
             )
         if last is not None:
-            values: dict[str, Any] = {"apply_time": now, "update_time": now}
-            if event.sequence is not None and event.sequence > last:
-                values["last_sequence"] = event.sequence
+            # `last` was read under the position lock this transaction holds.
+            advanced = event.sequence if event.sequence is not None and event.sequence > last else last
             await session.execute(
-                update(aggregate_positions)
-                .where(
-                    aggregate_positions.c.consumer == self.name,
-                    aggregate_positions.c.aggregate == event.aggregate,
-                )
-                .values(**values)
+                self._position_advance, {"p_aggregate": event.aggregate, "p_last": advanced, "p_now": now}
             )
 
     # --- parking ----------------------------------------------------------------------
