@@ -714,3 +714,35 @@ def test_salesforce_quote_lines_may_name_syncmesh_products_directly() -> None:
     assert [lk.field for lk in command.lookups] == ["quote.customer"]
     lines = checked(command)["quote"]["lines"]
     assert {(line["product"], line["price"]) for line in lines} == {("products/7", "products/7/prices/2")}
+
+
+def test_the_annotated_example_in_docs_webhooks_md_loads_and_maps() -> None:
+    import re
+    import tomllib
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", text, re.DOTALL)
+    assert block is not None
+    source = DeclaredSource(tomllib.loads(block.group(1)), (b"k",), "docs/webhooks.md")
+    event = {
+        "id": "evt_9",
+        "type": "payment.received",
+        "created_at": "2026-01-02T03:04:05Z",
+        "data": {
+            "id": "p1",
+            "status": "settled",
+            "customer_id": "c1",
+            "amount_cents": 1234,
+            "currency": "eur",
+            "paid_at": "2026-01-02T03:00:00Z",
+            "channel": "sepa",
+        },
+    }
+    command = only_command(only(source.parse(request(json.dumps(event).encode()))))
+    assert checked(command)["payment"]["amount"] == {
+        "currencyCode": "EUR",
+        "units": "12",
+        "nanos": 340_000_000,
+    }
+    event["data"]["status"] = "pending"
+    assert only(source.parse(request(json.dumps(event).encode()))).ignored == "CONDITION_NOT_MET"
