@@ -724,7 +724,7 @@ def test_the_annotated_example_in_docs_webhooks_md_loads_and_maps() -> None:
     block = re.search(r"```toml\n(.*?)```", text, re.DOTALL)
     assert block is not None
     source = DeclaredSource(tomllib.loads(block.group(1)), (b"k",), "docs/webhooks.md")
-    event = {
+    event: dict[str, Any] = {
         "id": "evt_9",
         "type": "payment.received",
         "created_at": "2026-01-02T03:04:05Z",
