@@ -11,15 +11,21 @@ workers (in any number of processes) with the same name share it. For each deliv
      parked or dead-lettered already (an ack was lost) → nothing to do;
    - `sequence <= last applied` → duplicate; `sequence > last + 1` → park SEQUENCE_GAP,
      waiting for `<aggregate>#<last + 1>`;
-   - run the handler (in a savepoint, in a span whose parent is the producer's trace);
-     `Prerequisite` → park, waiting for its key;
+   - run the handler (in a span whose parent is the producer's trace); `Prerequisite` →
+     the transaction rolls back and a second one runs the handler again in a savepoint
+     (holding the prerequisite's position lock too), parking the event when it still waits;
    - insert the inbox row and advance the position.
+   The inbox, parked and dead-letter checks are one query, which also finds the parked events
+   waiting for this event (step 4), under the position lock: parking an event that waits
+   for this aggregate takes the same lock, so none is missed (a handler waiting for more
+   prerequisites than it can lock is found by `sweep()`, as before).
 3. Ack. `PermanentError` → dead letter with its reason, term. `TransientError` or any other
    exception → rollback and `nak(delay)` with exponential backoff and jitter; on delivery
    number `max_deliver` → dead letter RETRIES_EXHAUSTED, term.
-4. After an event is applied, parked events waiting for `<aggregate>#<sequence>` (the next
-   ones of its aggregate) or for `<aggregate>` (prerequisites) are applied, each in its own
-   transaction, in sequence order, transitively.
+4. After an event is applied (and acked), the parked events its transaction found waiting
+   for `<aggregate>#<sequence>` (the next ones of its aggregate) or for `<aggregate>`
+   (prerequisites) are applied, each in its own transaction, in sequence order,
+   transitively. When none were found, nothing more runs.
 
 Dead letters are a row in `dead_letters` AND a message on the `<stream_prefix>_DLQ` stream
 (`<subject_root>.dlq.<consumer>.<original subject>`, the original CloudEvent as body, the
