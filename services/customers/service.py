@@ -30,13 +30,20 @@ def _now() -> datetime:
 async def create(
     session: AsyncSession, customer: Customer, origin: Origin, policy: OwnershipPolicy
 ) -> tuple[Customer, list[str]]:
-    """Create a customer; for a sync, fields its system does not own are left empty and recorded."""
+    """Create a customer. A sync seeds every field it offers (see ownership.enforce)."""
     now = _now()
     customer = replace(customer, id=uuid.uuid4().hex, create_time=now, update_time=now, revision=1)
     blank = Customer(id=customer.id, legal_name="")
     offered = {k: getattr(customer, k) for k in OWNED_FIELDS if getattr(customer, k) != getattr(blank, k)}
     allowed, skipped = await ownership.enforce(
-        session, policy, obj="customer", name=customer.name, offered=offered, current={}, origin=origin
+        session,
+        policy,
+        obj="customer",
+        name=customer.name,
+        offered=offered,
+        current={},
+        origin=origin,
+        creating=True,
     )
     customer = replace(customer, **{k: getattr(blank, k) for k in offered if k not in allowed})
     domain.validate(customer)

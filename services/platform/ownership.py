@@ -69,13 +69,20 @@ async def enforce(
     offered: Mapping[str, Any],
     current: Mapping[str, Any],
     origin: Origin,
+    creating: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
     """Split `offered` changes into those to apply and the non-owned ones skipped.
 
     API callers get PERMISSION_DENIED for any non-owned field and nothing changes.
     Sync callers get their owned fields applied; each skipped field that differs
-    from the current value is recorded as an ownership conflict.
+    from the current value is recorded as an ownership conflict. A sync that
+    introduces a new object (`creating`) seeds every field it offers: there is no
+    owner's value to conflict with yet, and the object must not be lost because the
+    first system to know it is not the owner; the owners' later syncs overwrite the
+    seeds, and the seeding system's later syncs of non-owned fields are skipped.
     """
+    if creating and origin.channel == "SYNC":
+        return dict(offered), []
     decision = decide(policy, obj, offered, origin)
     if decision.not_owned and origin.channel == "API":
         fields = sorted(decision.not_owned)

@@ -283,6 +283,44 @@ async def test_sync_applies_owned_fields_and_records_conflicts(
     assert events[-1].origin.channel == common_pb2.CHANGE_CHANNEL_SYNC
 
 
+async def test_a_sync_that_introduces_a_customer_seeds_every_field(
+    stub: pb_grpc.CustomerServiceStub, hub: Hub
+) -> None:
+    """Billing knows a customer first (self-serve signup): its sync creates it with every field
+    it offers, though billing owns none; its later syncs of those fields are skipped."""
+    ref = common_pb2.ExternalReference(system="stripe", external_id=unique("cus_"))
+    created = await stub.UpsertCustomer(
+        pb.UpsertCustomerRequest(
+            request_id=request_id(),
+            external_reference=ref,
+            customer=pb.Customer(legal_name="Self Serve Ltd", currency_code="GBP", payment_terms="NET15"),
+        ),
+        metadata=metadata_for("billing"),
+    )
+    assert created.created and not created.skipped_fields
+    customer = created.customer
+    assert (customer.legal_name, customer.currency_code, customer.payment_terms) == (
+        "Self Serve Ltd",
+        "GBP",
+        "NET15",
+    )
+    renamed = await stub.UpsertCustomer(
+        pb.UpsertCustomerRequest(
+            request_id=request_id(), external_reference=ref, customer=pb.Customer(legal_name="Renamed Ltd")
+        ),
+        metadata=metadata_for("billing"),
+    )
+    assert renamed.customer.legal_name == "Self Serve Ltd" and list(renamed.skipped_fields) == ["legal_name"]
+    # A direct API create by a non-owner is still refused.
+    code, reason, _ = await reason_of(
+        stub.CreateCustomer(
+            pb.CreateCustomerRequest(request_id=request_id(), customer=new_customer()),
+            metadata=metadata_for("billing"),
+        )
+    )
+    assert (code, reason) == (grpc.StatusCode.PERMISSION_DENIED, "FIELD_NOT_OWNED")
+
+
 async def test_business_validation_reports_fields(stub: pb_grpc.CustomerServiceStub) -> None:
     bad = new_customer(
         currency_code="euro",

@@ -259,7 +259,8 @@ def customer_json(**fields: Any) -> dict[str, Any]:
 
 async def test_signed_event_is_stored_before_2xx_then_applied_with_sync_semantics(env: Env) -> None:
     lab_id = unique("cus_")
-    # payment terms belong to the ERP: offered by the CRM through a sync, they are skipped.
+    # The first sync introduces the customer: every field it offers seeds it, the ERP's
+    # payment terms too (there is no owner's value yet).
     event = lab_event("customer.updated", {"id": lab_id, "customer": customer_json(paymentTerms="NET90")})
     status, body = await env.post(event)
     assert status == 202, body
@@ -281,9 +282,9 @@ async def test_signed_event_is_stored_before_2xx_then_applied_with_sync_semantic
     await eventually(applied, "the dispatcher created the customer")
     customer = await env.customer(lab_id)
     assert customer is not None
-    assert customer.legal_name == "Lab GmbH" and customer.payment_terms == ""
+    assert customer.legal_name == "Lab GmbH" and customer.payment_terms == "NET90"
 
-    # A second event offers the ERP's field again: each offer is a recorded ownership conflict.
+    # A second event offers the ERP's field again: skipped, and a recorded ownership conflict.
     again = lab_event(
         "customer.updated",
         {"id": lab_id, "customer": customer_json(legalName="Lab AG", paymentTerms="NET30")},
@@ -295,13 +296,14 @@ async def test_signed_event_is_stored_before_2xx_then_applied_with_sync_semantic
         return found is not None and found.legal_name == "Lab AG"
 
     await eventually(renamed, "the second event was applied")
+    found = await env.customer(lab_id)
+    assert found is not None and found.payment_terms == "NET90"
     ops = ops_pb2_grpc.OpsServiceStub(env.hub.peers.channel("customers"))  # type: ignore[union-attr]
     conflicts = await ops.ListOwnershipConflicts(
         ops_pb2.ListOwnershipConflictsRequest(filter=f'object_name = "{customer.name}"'),
         metadata=metadata_for("ops"),
     )
     assert [(c.field, c.offered_value, c.source_system, c.owner_system) for c in conflicts.conflicts] == [
-        ("payment_terms", '"NET90"', "crm", "erp"),
         ("payment_terms", '"NET30"', "crm", "erp"),
     ]
 
