@@ -317,13 +317,32 @@ def check_lookup_path(command: Command, path: str) -> None:
         raise ValueError(f"{path} is not a string field")
 
 
-def resolved_request(command: Command, names: Mapping[str, str]) -> dict[str, Any]:
-    """The command's request with each lookup's field set to its resolved resource name
-    (`names`: Lookup.field -> name). A helper for the dispatcher."""
-    request = json.loads(json.dumps(command.request))
-    for path, name in names.items():
-        set_path(request, path, name)
-    return dict(request)
+def set_message_field(message: Message, path: str, value: str) -> None:
+    """Set the string field at `path` (lowerCamel or proto names, `[i]` for list elements) of a
+    request message: how the dispatcher fills a resolved lookup. ValueError if the path does
+    not lead to an existing element."""
+    target: Any = message
+    parts = path.split(".")
+    for position, part in enumerate(parts):
+        match = _INDEX.match(part)
+        name = match.group(1) if match else part
+        field = next((f for f in target.DESCRIPTOR.fields if name in (f.json_name, f.name)), None)
+        if field is None or bool(match) != field.is_repeated:
+            raise ValueError(f"{path}: {target.DESCRIPTOR.full_name} has no field {part!r}")
+        last = position == len(parts) - 1
+        if match:
+            items = getattr(target, field.name)
+            index = int(match.group(2) or -1)
+            if not 0 <= index < len(items):
+                raise ValueError(f"{path}: {name} has no element {match.group(2)!r}")
+            if last:
+                items[index] = value
+            else:
+                target = items[index]
+        elif last:
+            setattr(target, field.name, value)
+        else:
+            target = getattr(target, field.name)
 
 
 def only_present(values: Mapping[str, Any]) -> dict[str, Any]:

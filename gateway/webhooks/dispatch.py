@@ -28,13 +28,12 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 from syncmesh.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from syncmesh.customers.v1 import customers_pb2, customers_pb2_grpc
 from syncmesh.events.v1 import events_pb2
 
-from gateway.webhooks.intake import request_class
+from gateway.webhooks import common
 from gateway.webhooks.store import GATEWAY_DOMAIN
 from services.platform.consumer import Consumer, Event, PermanentError, TransientError
 from services.platform.db import Database
@@ -88,19 +87,6 @@ def service_of(method: str) -> str:
     return parts[1] if len(parts) > 2 else ""
 
 
-def _set_field(request: Message, path: str, value: str) -> None:
-    target: Any = request
-    parts = path.split(".")
-    for i, part in enumerate(parts):
-        field = next((f for f in target.DESCRIPTOR.fields if part in (f.json_name, f.name)), None)
-        if field is None:
-            raise PermanentError(INVALID_COMMAND, f"lookup field {path!r} is not in the request")
-        if i == len(parts) - 1:
-            setattr(target, field.name, value)
-        else:
-            target = getattr(target, field.name)
-
-
 class Dispatcher:
     """The consumer's handler: applies one WebhookAccepted's commands."""
 
@@ -133,7 +119,7 @@ class Dispatcher:
         metadata: tuple[tuple[str, str], ...],
     ) -> None:
         try:
-            cls = request_class(command.method)
+            cls = common.request_type(command.method)
         except KeyError:
             raise PermanentError(UNKNOWN_METHOD, f"no contract defines {command.method}") from None
         request = cls()
@@ -143,7 +129,10 @@ class Dispatcher:
                 f"the request is a {command.request.type_url}, not a {cls.DESCRIPTOR.full_name}",
             )
         for lookup in command.lookups:
-            _set_field(request, lookup.field, await self._lookup(lookup, metadata))
+            try:
+                common.set_message_field(request, lookup.field, await self._lookup(lookup, metadata))
+            except ValueError as exc:
+                raise PermanentError(INVALID_COMMAND, f"lookup field {lookup.field!r}: {exc}") from None
         if "request_id" in cls.DESCRIPTOR.fields_by_name:
             request.request_id = request_id_for(data.source, data.event_id, index)  # type: ignore[attr-defined]
         call = self.channel_for(service_of(command.method)).unary_unary(
@@ -224,6 +213,6 @@ def dispatch_consumer(
 
 def command_json(command: events_pb2.CanonicalCommand) -> dict[str, Any]:
     """A published command's request as protobuf JSON (for logs and operators)."""
-    request = request_class(command.method)()
+    request = common.request_type(command.method)()
     command.request.Unpack(request)
     return json_format.MessageToDict(request)

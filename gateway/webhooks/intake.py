@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -38,8 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import descriptor, descriptor_pool, json_format, message_factory
-from google.protobuf.message import Message
+from google.protobuf import json_format
 from sqlalchemy import insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -47,13 +45,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from syncmesh.common.v1 import common_pb2
 from syncmesh.events.v1 import events_pb2
 
+from gateway.webhooks import common
 from gateway.webhooks.model import Command, Inbound, Request, Source, WebhookError
 from gateway.webhooks.store import ACCEPTED, FETCH, GATEWAY_DOMAIN, IGNORED, webhook_inbox
 from services.platform.db import Database
 from services.platform.events import record_event
 from services.platform.nats import Bus
 from services.platform.protoconv import timestamp
-from services.platform.settings import DOMAIN_SERVICES, Settings
+from services.platform.settings import Settings
 from services.platform.tables import outbox
 
 log = logging.getLogger(__name__)
@@ -118,54 +117,17 @@ def unavailable(reason: str, message: str) -> IntakeResult:
 # --- commands --------------------------------------------------------------------------------
 
 
-def _load_contracts() -> None:
-    """Register every domain contract in the default descriptor pool."""
-    for name in DOMAIN_SERVICES:
-        importlib.import_module(f"syncmesh.{name}.v1.{name}_pb2")
-
-
-def method_descriptor(method: str) -> descriptor.MethodDescriptor:
-    """`/pkg.Service/Method` → its descriptor. KeyError when no contract has it."""
-    _load_contracts()
-    service, _, name = method.strip("/").partition("/")
-    if not service or not name or method.count("/") != 2 or not method.startswith("/"):
-        raise KeyError(method)
-    found: descriptor.MethodDescriptor = descriptor_pool.Default().FindMethodByName(f"{service}.{name}")
-    return found
-
-
-def request_class(method: str) -> type[Message]:
-    """The input message class of a gRPC method (`/pkg.Service/Method`)."""
-    return message_factory.GetMessageClass(method_descriptor(method).input_type)
-
-
-def _field_at(message: Any, path: str) -> descriptor.FieldDescriptor | None:
-    """The field a dotted path (JSON or proto names) names, if every step exists."""
-    current: Any = message
-    found: descriptor.FieldDescriptor | None = None
-    for part in path.split("."):
-        if current is None:
-            return None
-        found = next((f for f in current.fields if part in (f.json_name, f.name)), None)
-        if found is None or found.is_repeated:
-            return None
-        current = found.message_type
-    return found
-
-
 def canonical_command(command: Command) -> events_pb2.CanonicalCommand:
     """A Command as published: its request parsed into the method's input type.
 
     WebhookError 400 UNKNOWN_METHOD / INVALID_COMMAND when the mapping produced something
     no contract accepts."""
     try:
-        cls = request_class(command.method)
+        request = common.request_message(command)
     except KeyError:
         raise WebhookError(
             UNKNOWN_METHOD, f"the event maps to {command.method!r}, which no contract defines", 400
         ) from None
-    try:
-        request = json_format.ParseDict(dict(command.request), cls())
     except (json_format.ParseError, TypeError, ValueError) as exc:
         raise WebhookError(
             INVALID_COMMAND, f"the event's {command.method.rsplit('/', 1)[-1]} request is invalid: {exc}", 400
@@ -173,13 +135,14 @@ def canonical_command(command: Command) -> events_pb2.CanonicalCommand:
     result = events_pb2.CanonicalCommand(method=command.method, key=command.key)
     result.request.Pack(request)
     for lookup in command.lookups:
-        target = _field_at(cls.DESCRIPTOR, lookup.field)
-        if target is None or target.type != descriptor.FieldDescriptor.TYPE_STRING:
+        try:
+            common.check_lookup_path(command, lookup.field)
+        except ValueError as exc:
             raise WebhookError(
                 INVALID_COMMAND,
-                f"lookup field {lookup.field!r} is not a string field of {cls.DESCRIPTOR.full_name}",
+                f"lookup field {lookup.field!r} is not a string field of {request.DESCRIPTOR.full_name}: {exc}",
                 400,
-            )
+            ) from None
         result.lookups.append(
             events_pb2.CanonicalCommand.Lookup(
                 field=lookup.field,

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from gateway.webhooks import common
 from gateway.webhooks.declarative import DeclaredSource, load_definition
 from gateway.webhooks.hubspot import HubSpotSource
+from gateway.webhooks.intake import canonical_command
 from gateway.webhooks.model import Command, Inbound, Request, WebhookError
 from gateway.webhooks.registry import SHIPPED_SOURCES_DIR, load_sources
 from gateway.webhooks.salesforce import SalesforceSource
@@ -28,6 +30,17 @@ from services.platform.settings import ConfigError, Settings, load_settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 NOW = 1_721_900_000
+
+
+def as_dispatched(command: Command, names: dict[str, str]) -> Message:
+    """The request as the dispatcher sends it: published by the intake (typed, lookups checked),
+    then each lookup's field set to its resolved name."""
+    published = canonical_command(command)
+    message = common.request_type(command.method)()
+    assert published.request.Unpack(message)
+    for lookup in published.lookups:
+        common.set_message_field(message, lookup.field, names[lookup.field])
+    return message
 
 
 def settings(**values: Any) -> Settings:
@@ -191,8 +204,8 @@ def test_stripe_payment_intent_in_jpy_records_a_payment_with_a_customer_lookup()
     assert [(lk.field, lk.kind, lk.system, lk.external_id) for lk in command.lookups] == [
         ("payment.customer", "customer", "stripe", "cus_QXyZ1a2b3c4d5e")
     ]
-    resolved = common.resolved_request(command, {"payment.customer": "customers/42"})
-    assert resolved["payment"]["customer"] == "customers/42"
+    resolved = as_dispatched(command, {"payment.customer": "customers/42"})
+    assert resolved.payment.customer == "customers/42"  # type: ignore[attr-defined]
     assert "customer" not in command.request["payment"]  # the command itself is unchanged
 
 
@@ -448,9 +461,10 @@ def test_salesforce_quote_approved_platform_event_submits_the_order() -> None:
         ("quote.lines[1].product", "product", "01t5g000000OnBoAAA"),
     ]
     names = {lk.field: f"resolved/{i}" for i, lk in enumerate(command.lookups)}
-    resolved = common.resolved_request(command, names)
-    assert resolved["quote"]["lines"][1]["product"] == "resolved/3"
-    assert resolved["quote"]["customer"] == "resolved/0"
+    resolved = as_dispatched(command, names)
+    assert resolved.quote.lines[1].product == "resolved/3"  # type: ignore[attr-defined]
+    assert resolved.quote.lines[0].price == "resolved/2"  # type: ignore[attr-defined]
+    assert resolved.quote.customer == "resolved/0"  # type: ignore[attr-defined]
 
 
 def test_salesforce_quote_event_missing_what_the_order_needs_is_refused() -> None:
