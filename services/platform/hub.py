@@ -11,26 +11,28 @@ stream (in the process's RelayGroup when it runs the relay role, else in one of 
 the gateway's outbox is always relayed where the gateway runs), and the webhook dispatcher
 (a consumer with its own database, `gateway_dispatch`) that applies accepted events over
 gRPC — to this process's server, or to `peers`/`grpc_host:grpc_port` when the gateway runs
-alone. It needs NATS.
+alone — and REST: every `google.api.http` rule of the contracts, forwarded to the same
+gRPC targets, with `/openapi.json`. It needs NATS.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import secrets
 import signal
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
 from gateway.app import Webhooks, create_app, grpc_health_report, start_gateway
+from gateway.rest import add_rest_routes
 from gateway.webhooks.dispatch import dispatch_consumer
-from gateway.webhooks.model import Source
+from gateway.webhooks.registry import load_sources
 from gateway.webhooks.store import GATEWAY_DB, GATEWAY_DOMAIN, open_dispatch_db, open_gateway_db
 from services.platform.consumer import Consumer
 from services.platform.db import Database, database_for
@@ -175,7 +177,9 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
         if "http" in roles:
             report = running.hub.probe_once if running.hub is not None else grpc_health_report(settings)
             app = create_app(report, webhooks)
-            # REST transcoding goes here: rest.add_rest_routes(app, <gRPC target>, deadline_seconds=...).
+            add_rest_routes(
+                app, _grpc_target(settings, running), deadline_seconds=settings.max_deadline_seconds
+            )
             running.runner, running.http_port = await start_gateway(
                 app, settings.http_host, settings.http_port
             )
@@ -186,18 +190,18 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
     return running
 
 
-def _load_sources(settings: Settings) -> dict[str, Source]:
-    """The configured webhook sources (gateway/webhooks/registry.py)."""
-    try:
-        registry = importlib.import_module("gateway.webhooks.registry")
-    except ModuleNotFoundError as exc:
-        if exc.name != "gateway.webhooks.registry":
-            raise
-        # The vendor sources have not landed yet: every webhook route answers 404.
-        log.warning("webhook sources unavailable (gateway.webhooks.registry missing)")
-        return {}
-    sources: dict[str, Source] = registry.load_sources(settings)
-    return sources
+def _grpc_target(settings: Settings, running: Running) -> Callable[[str], str]:
+    """Where the REST gateway reaches a contract's service: `peers[<domain>]`, else this
+    process's own gRPC server (under `up`), else grpc_host:grpc_port."""
+
+    def target(full_name: str) -> str:
+        domain = full_name.split(".")[1] if full_name.count(".") >= 2 else ""
+        if domain in settings.peers:
+            return settings.peers[domain]
+        port = running.hub.port if running.hub is not None else settings.grpc_port
+        return f"{settings.grpc_host}:{port}"
+
+    return target
 
 
 async def _start_webhooks(running: Running, settings: Settings) -> Webhooks:
@@ -214,7 +218,7 @@ async def _start_webhooks(running: Running, settings: Settings) -> Webhooks:
     running.dispatcher = dispatch_consumer(settings, dispatch_db, running.bus, channel_for)
     if running.hub is not None:
         running.hub.consumers[running.dispatcher.name] = running.dispatcher  # OpsService sees it
-    return Webhooks(_load_sources(settings), db, running.bus, settings)
+    return Webhooks(load_sources(settings), db, running.bus, settings)
 
 
 async def run_until_signalled(settings: Settings, roles: frozenset[str], name: str) -> None:
