@@ -4,8 +4,12 @@ Both RPCs go through the same server stack (one grpc.aio server with the platfor
 interceptors: OpenTelemetry, auth, validation/errors) in one hub process, with the
 outbox relay publishing to JetStream as `syncmesh up` does. The load comes from a
 separate client process with a fixed number of calls in flight. Phases alternate
-(echo, submit, echo, submit, ...) and the ratio is taken per round, so machine noise
-hits both sides alike; the median round is reported.
+(echo, submit, floor, echo, submit, floor, ...) and the ratio is taken per round, so
+machine noise hits both sides alike; the median round is reported.
+
+The floor phase calls `bench.floor.FloorRpc` on the same server: one nested echo call
+(standing for the readiness check) and one minimal write transaction, the least a
+SubmitOrder could cost on this stack; floor / echo is `grpc_write_ratio_bound`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from syncmesh.customers.v1 import customers_pb2_grpc as cpb_grpc
 from syncmesh.orders.v1 import orders_pb2 as opb
 from syncmesh.orders.v1 import orders_pb2_grpc as opb_grpc
 
+from bench.floor import FLOOR_METHOD, FloorRpc, create_table
 from services.platform.nats import Bus, EmbeddedNats
 from services.platform.relay import OutboxRelay, RelayGroup
 from services.platform.server import start_hub
@@ -89,6 +94,7 @@ async def _drive(port: int, customer: str, kind: str, seconds: float, concurrenc
     payload = opb.SubmitOrderRequest(request_id=str(uuid.uuid4()), quote=quote(customer)).SerializeToString()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         echo = channel.unary_unary(ECHO_METHOD)
+        floor = channel.unary_unary(FLOOR_METHOD)
         orders = opb_grpc.OrderServiceStub(channel)
         done = 0
         deadline = time.perf_counter() + seconds
@@ -98,6 +104,8 @@ async def _drive(port: int, customer: str, kind: str, seconds: float, concurrenc
             while time.perf_counter() < deadline:
                 if kind == "echo":
                     await echo(payload, metadata=CRM, timeout=30)
+                elif kind == "floor":
+                    await floor(payload, metadata=CRM, timeout=30)
                 else:
                     request = opb.SubmitOrderRequest(request_id=str(uuid.uuid4()), quote=quote(customer))
                     await orders.SubmitOrder(request, metadata=CRM, timeout=30)
@@ -140,7 +148,10 @@ async def measure(
         overrides["db_schema_prefix"] = f"bench{uuid.uuid4().hex[:8]}_"
     settings = load_settings(None, **overrides)
     bus = await Bus.connect(url)
-    hub = await start_hub(settings, bus, port=0, extra_handlers=[_Echo()])
+    floor_rpc = FloorRpc(ECHO_METHOD)
+    hub = await start_hub(settings, bus, port=0, extra_handlers=[_Echo(), floor_rpc])
+    floor_rpc.bind(hub.databases["orders"], f"127.0.0.1:{hub.port}")
+    await create_table(hub.databases["orders"])
     relays = RelayGroup([OutboxRelay(db, bus, settings, name) for name, db in hub.databases.items()])
     await relays.start()
     try:
@@ -161,7 +172,8 @@ async def measure(
         loop = asyncio.get_running_loop()
         # Warm-up (imports, caches, connection pools), not counted.
         await loop.run_in_executor(None, run_phase, hub.port, created.name, "submit", 1.0, concurrency)
-        ratios, echo_rates, submit_rates = [], [], []
+        await loop.run_in_executor(None, run_phase, hub.port, created.name, "floor", 1.0, concurrency)
+        ratios, echo_rates, submit_rates, floor_rates, bounds = [], [], [], [], []
         for _ in range(rounds):
             echo = await loop.run_in_executor(
                 None, run_phase, hub.port, created.name, "echo", seconds, concurrency
@@ -169,16 +181,25 @@ async def measure(
             submit = await loop.run_in_executor(
                 None, run_phase, hub.port, created.name, "submit", seconds, concurrency
             )
+            floor = await loop.run_in_executor(
+                None, run_phase, hub.port, created.name, "floor", seconds, concurrency
+            )
             echo_rates.append(echo.rate)
             submit_rates.append(submit.rate)
+            floor_rates.append(floor.rate)
             ratios.append(submit.rate / echo.rate)
+            bounds.append(floor.rate / echo.rate)
         return {
             "ratio": statistics.median(ratios),
             "ratios": [round(r, 3) for r in ratios],
             "echo_rps": round(statistics.median(echo_rates), 1),
             "submit_rps": round(statistics.median(submit_rates), 1),
+            "floor_rps": round(statistics.median(floor_rates), 1),
+            "bound": statistics.median(bounds),
+            "bounds": [round(b, 3) for b in bounds],
         }
     finally:
+        await floor_rpc.close()
         await relays.stop()
         await hub.stop(grace=1)
         for db in hub.databases.values():
