@@ -202,17 +202,13 @@ def write_summary(results: dict[str, Any]) -> None:
         "else could move at most `floor_txn_per_s / 2` events/s; that over raw JetStream is the",
         "bound (`with_messaging` also counts raw JetStream's own cost per event in the same",
         "process; `producer_only` counts the producer's transaction alone, as if the consumer",
-        "batched its work for free). `grpc_write_ratio_bound`: a floor RPC on the same server, driven like the",
-        "others, that does one nested echo call to the server (the readiness check) and one floor",
-        "transaction, over the echo rate.",
+        "batched its work for free). `grpc_write_ratio_bound`: a floor RPC on the same server,",
+        "driven like the others, that does one nested echo call to the server (the readiness",
+        "check) and one floor transaction, over the echo rate.",
         "",
         *_conclusion(results["results"]),
     ]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
-
-
-if __name__ == "__main__":
-    main()
 
 
 def _conclusion(results: dict[str, Any]) -> list[str]:
@@ -251,3 +247,7 @@ def _conclusion(results: dict[str, Any]) -> list[str]:
             " the async SQLAlchemy stack costs more than several of their messages or calls."
         )
     return lines
+
+
+if __name__ == "__main__":
+    main()
