@@ -10,16 +10,14 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from google.type import money_pb2
-from sqlalchemy import select
 from syncmesh.catalog.v1 import catalog_pb2 as pb
 from syncmesh.catalog.v1 import catalog_pb2_grpc as pb_grpc
 from syncmesh.common.v1 import common_pb2
 
-from services.platform.events import decode
 from services.platform.grpc_errors import error_info
 from services.platform.server import Hub
-from services.platform.tables import outbox
 from tests.conftest import metadata_for, request_id, unique
+from tests.helpers import outbox_events
 
 ERP = metadata_for("erp")
 BILLING = metadata_for("billing")
@@ -1139,24 +1137,6 @@ async def test_list_filters_and_tokens_are_checked(stub: pb_grpc.CatalogServiceS
     assert found == {("page_token", "INVALID_PAGE_TOKEN")}
 
 
-async def catalog_events(hub: Hub, aggregate: str) -> list[tuple[str, Any]]:
-    """(subject without the root, event message) for each outbox event about `aggregate`, in order."""
-    async with hub.databases["catalog"].transaction() as session:
-        rows = (
-            await session.execute(
-                select(outbox).where(outbox.c.aggregate == aggregate).order_by(outbox.c.seq)
-            )
-        ).all()
-    result = []
-    for i, row in enumerate(rows, start=1):
-        assert row.aggregate_seq == i
-        ce, data = decode(row.payload)
-        assert ce.id == row.event_id and ce.type == f"com.syncmesh.{row.subject}.v1"
-        assert ce.attributes["subject"].ce_string == aggregate
-        result.append((row.subject, data))
-    return result
-
-
 async def test_catalog_changes_publish_events(stub: pb_grpc.CatalogServiceStub, hub: Hub) -> None:
     """Every catalog create and every update that changes something writes its event; a no-op
     update writes none."""
@@ -1177,7 +1157,7 @@ async def test_catalog_changes_publish_events(stub: pb_grpc.CatalogServiceStub, 
         ),
         metadata=ERP,
     )
-    events = await catalog_events(hub, product.name)
+    events = await outbox_events(hub.databases["catalog"], product.name)
     assert [subject for subject, _ in events] == ["catalog.product.upserted"] * 2
     (_, created), (_, updated) = events
     assert created.created and created.product.name == product.name and not created.changed_fields
@@ -1186,12 +1166,12 @@ async def test_catalog_changes_publish_events(stub: pb_grpc.CatalogServiceStub, 
     assert updated.product.display_name == "Renamed" and updated.product.etag == renamed.etag
 
     price = await create_price(stub, product.name)
-    [(subject, price_event)] = await catalog_events(hub, price.name)
+    [(subject, price_event)] = await outbox_events(hub.databases["catalog"], price.name)
     assert subject == "catalog.price.upserted" and price_event.created
     assert price_event.price.name == price.name
 
     mapping = await map_product(stub, product.name, "stripe", unique("prod_"))
-    [(subject, mapped)] = await catalog_events(hub, mapping.name)
+    [(subject, mapped)] = await outbox_events(hub.databases["catalog"], mapping.name)
     assert subject == "catalog.mapping.upserted" and mapped.created
     assert mapped.WhichOneof("mapping") == "product_mapping"
     assert mapped.product_mapping.external_reference == mapping.external_reference

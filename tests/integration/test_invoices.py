@@ -8,7 +8,6 @@ from decimal import Decimal
 import grpc
 import pytest
 from google.type import date_pb2, money_pb2
-from sqlalchemy import select
 from syncmesh.common.v1 import common_pb2
 from syncmesh.customers.v1 import customers_pb2, customers_pb2_grpc
 from syncmesh.events.v1 import events_pb2
@@ -16,12 +15,11 @@ from syncmesh.invoices.v1 import invoices_pb2 as pb
 from syncmesh.invoices.v1 import invoices_pb2_grpc as pb_grpc
 
 from services.platform.domain import Money
-from services.platform.events import decode
 from services.platform.grpc_errors import error_info
 from services.platform.protoconv import money_from_proto, money_to_proto
 from services.platform.server import Hub
-from services.platform.tables import outbox
 from tests.conftest import metadata_for, request_id, unique
+from tests.helpers import outbox_events
 
 CRM = metadata_for("crm")
 ERP = metadata_for("erp")
@@ -132,23 +130,6 @@ async def posted_invoice(
     return posted
 
 
-async def outbox_events(hub: Hub, aggregate: str) -> list[tuple[str, object]]:
-    async with hub.databases["invoices"].transaction() as session:
-        rows = (
-            await session.execute(
-                select(outbox).where(outbox.c.aggregate == aggregate).order_by(outbox.c.seq)
-            )
-        ).all()
-    result: list[tuple[str, object]] = []
-    for i, row in enumerate(rows, start=1):
-        assert row.aggregate_seq == i
-        ce, data = decode(row.payload)
-        assert ce.id == row.event_id and ce.attributes["subject"].ce_string == aggregate
-        assert ce.type == f"com.syncmesh.{row.subject}.v1"
-        result.append((row.subject, data))
-    return result
-
-
 async def test_create_computes_amounts_then_get_and_list_with_paging(
     stub: pb_grpc.InvoiceServiceStub, hub: Hub
 ) -> None:
@@ -199,7 +180,7 @@ async def test_create_computes_amounts_then_get_and_list_with_paging(
     )
     assert list(none_posted.invoices) == []
 
-    events = await outbox_events(hub, created.name)
+    events = await outbox_events(hub.databases["invoices"], created.name)
     assert [s for s, _ in events] == ["invoices.invoice.issued"]
     issued = events[0][1]
     assert isinstance(issued, events_pb2.InvoiceIssued) and issued.invoice == created
@@ -256,7 +237,7 @@ async def test_post_numbers_dates_and_freezes_the_invoice(
     assert dec(status.open_amount) == Decimal("406.99") and not status.overdue
     assert status.due_date == posted.due_date and status.etag == posted.etag
 
-    events = await outbox_events(hub, first.name)
+    events = await outbox_events(hub.databases["invoices"], first.name)
     assert [s for s, _ in events] == ["invoices.invoice.issued", "invoices.invoice.posted"]
     posted_event = events[1][1]
     assert isinstance(posted_event, events_pb2.InvoicePosted) and posted_event.invoice == posted
@@ -320,7 +301,7 @@ async def test_idempotent_retry_and_key_reuse(stub: pb_grpc.InvoiceServiceStub, 
     assert again == first
     listed = await stub.ListInvoices(pb.ListInvoicesRequest(filter=f'region = "{region}"'), metadata=ERP)
     assert [i.name for i in listed.invoices] == [first.name]
-    assert len(await outbox_events(hub, first.name)) == 1
+    assert len(await outbox_events(hub.databases["invoices"], first.name)) == 1
 
     other = pb.CreateInvoiceRequest(request_id=request.request_id, invoice=new_invoice(region=unique("R")))
     code, reason, _ = await reason_of(stub.CreateInvoice(other, metadata=ERP))
@@ -329,7 +310,7 @@ async def test_idempotent_retry_and_key_reuse(stub: pb_grpc.InvoiceServiceStub, 
     post = pb.PostInvoiceRequest(request_id=request_id(), name=first.name)
     posted = await stub.PostInvoice(post, metadata=ERP)
     assert await stub.PostInvoice(post, metadata=ERP) == posted  # a retry, not a second posting
-    assert [s for s, _ in await outbox_events(hub, first.name)] == [
+    assert [s for s, _ in await outbox_events(hub.databases["invoices"], first.name)] == [
         "invoices.invoice.issued",
         "invoices.invoice.posted",
     ]
@@ -564,7 +545,7 @@ async def test_credit_memos_reduce_the_open_amount_and_cannot_exceed_the_invoice
     )
     assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "INVOICE_NOT_FOUND")
 
-    events = await outbox_events(hub, posted.name)
+    events = await outbox_events(hub.databases["invoices"], posted.name)
     assert [s for s, _ in events] == [
         "invoices.invoice.issued",
         "invoices.invoice.posted",
@@ -667,10 +648,12 @@ async def test_record_invoice_payment_rules_and_idempotency(
     assert meta["open_amount"] == "0.00"
     # One event per payment recorded (the idempotent retry and the refusals wrote none).
     recorded = [
-        e for s, e in await outbox_events(hub, posted.name) if s == "invoices.invoice.payment_recorded"
+        e
+        for s, e in await outbox_events(hub.databases["invoices"], posted.name)
+        if s == "invoices.invoice.payment_recorded"
     ]
-    assert [(dec(e.amount), e.invoice.status) for e in recorded] == [  # type: ignore[attr-defined]
+    assert [(dec(e.amount), e.invoice.status) for e in recorded] == [
         (Decimal("100.00"), pb.INVOICE_STATUS_PARTIALLY_PAID),
         (Decimal("306.99"), pb.INVOICE_STATUS_PAID),
     ]
-    assert all(e.payment == "payments/p1" for e in recorded)  # type: ignore[attr-defined]
+    assert all(e.payment == "payments/p1" for e in recorded)

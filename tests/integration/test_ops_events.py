@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +36,7 @@ from services.platform.server import ConsumerSpec, Hub, ServiceContext, start_hu
 from services.platform.settings import Settings
 from services.platform.tables import inbox
 from tests.conftest import TOKENS, metadata_for, request_id, unique
+from tests.helpers import eventually
 
 CONSUMER = "ops-lab"
 IDLE = "ops-idle"  # a second consumer, on another stream, that sees nothing
@@ -135,14 +136,6 @@ async def publish(settings: Settings, bus: Bus, aggregate: str, sequence: int) -
     ce.proto_data.CopyFrom(packed)
     ack = await bus.js.publish(subject_for(settings, SUBJECT), ce.SerializeToString())
     return Published(ce.id, ack.seq)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 async def dead_letters(stub: pb_grpc.OpsServiceStub, filter_: str) -> list[pb.DeadLetter]:

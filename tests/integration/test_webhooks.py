@@ -13,7 +13,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +43,7 @@ from services.platform.server import Hub, start_hub
 from services.platform.settings import Settings
 from services.platform.tables import inbox, outbox
 from tests.conftest import NATS_URL, PG_URL, drop_schemas, make_settings, metadata_for, unique
+from tests.helpers import eventually
 
 SECRET = "whsec_lab_0123456789abcdef"
 STRIPE_SECRET = "whsec_stripe_test_0123456789"
@@ -243,14 +244,6 @@ async def env(backend: str, module_tmp: Path, bus: Bus) -> AsyncIterator[Env]:
             await bus.js.delete_stream(name)
     if settings.database_url:
         drop_schemas(settings.db_schema_prefix)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 def customer_json(**fields: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from services.platform.relay import OutboxRelay, stream_name, subject_for
 from services.platform.settings import Settings
 from services.platform.tables import inbox
 from tests.conftest import NATS_URL, drop_schemas, make_settings
+from tests.helpers import eventually
 
 DOMAIN = "lab"
 CONSUMER = "lab-projector"
@@ -214,14 +215,6 @@ async def env(backend: str, tmp_path: Path, bus: Bus) -> AsyncIterator[Env]:
             await bus.js.delete_stream(name)
     if settings.database_url:
         drop_schemas(settings.db_schema_prefix)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 def in_order(found: list[tuple[str, int | None]], aggregate: str) -> list[int | None]:

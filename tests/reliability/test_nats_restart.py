@@ -35,6 +35,7 @@ from services.platform.relay import OutboxRelay, stream_name
 from services.platform.settings import Settings
 from services.platform.tables import inbox, outbox
 from tests.conftest import drop_schemas, make_settings
+from tests.helpers import eventually
 
 DOMAIN = "crashlab"  # the producing service's domain: its outbox, its stream
 CONSUMER = "crashlab-projector"
@@ -65,14 +66,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
