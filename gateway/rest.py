@@ -488,15 +488,3 @@ def _first_literal(binding: Binding) -> str:
     if first.kind != "literal" or first.variable is not None:
         raise ValueError(f"{binding.template.template}: the gateway needs a literal first segment")
     return first.value
-
-
-def target_for(peers: Mapping[str, str], default: str) -> Callable[[str], str]:
-    """A `target` for add_rest_routes from settings: `peers` by domain ("customers"), else
-    `default` (e.g. f"{settings.grpc_host}:{settings.grpc_port}")."""
-
-    def target(service: str) -> str:
-        parts = service.split(".")
-        domain = parts[1] if len(parts) > 2 and parts[0] == "syncmesh" else ""
-        return peers.get(domain) or default
-
-    return target

@@ -15,6 +15,10 @@ The HTTP gateway's own refusals (webhooks) are read from gateway/ the same way: 
 of `WebhookError(reason, message, status)`, `error_result(status, reason, ...)` and
 `unavailable(reason, ...)`, listed in `| Webhook reason | HTTP | When |` tables of the
 `## Gateway ...` section, with the HTTP status the code gives where it is a literal.
+
+The REST gateway's own errors (gateway/rest.py) are `GatewayError(reason, message,
+status="<canonical code>", http=<status, when not the code's>)`: top-level reasons with a gRPC
+code, listed in `| Reason | gRPC code | HTTP | ...` tables of a `## Gateway ...` section.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from gateway.rest import HTTP_STATUS
 from services.customers.domain import READINESS_RULES
 from services.platform.errors import DomainError, ErrorCode, invalid
 
@@ -45,21 +50,8 @@ TABLE_KINDS = {
     "Webhook reason": WEBHOOK,
 }
 
-# How the gateway maps canonical codes to HTTP.
-HTTP_STATUS = {
-    "INVALID_ARGUMENT": 400,
-    "FAILED_PRECONDITION": 400,
-    "OUT_OF_RANGE": 400,
-    "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "ABORTED": 409,
-    "RESOURCE_EXHAUSTED": 429,
-    "UNAVAILABLE": 503,
-    "DEADLINE_EXCEEDED": 504,
-    "INTERNAL": 500,
-}
+# The canonical code names a doc row may name; the gateway maps each to HTTP (HTTP_STATUS).
+CODES = frozenset(HTTP_STATUS) - {"OK"}
 
 # Reason expressions the scan cannot read as literals, by (file, expression): the reasons each
 # can produce that no literal elsewhere already covers (empty when it only relays reasons).
@@ -104,6 +96,7 @@ class Site:
     reasons: frozenset[str]
     code: str | None = None  # TOP only; None when it is not a literal
     metadata_keys: frozenset[str] = frozenset()  # the literal keys of `metadata={...}`
+    http: int | None = None  # GatewayError's `http=`: the HTTP status when not the code's
 
 
 @dataclass
@@ -266,6 +259,9 @@ def scan_gateway() -> Scan:
         tree = ast.parse(path.read_text(), filename=rel)
         constants = _module_constants(tree)
         for call in ast.walk(tree):
+            if isinstance(call, ast.Call) and _callee(call) == "GatewayError":
+                _scan_gateway_error(call, f"{rel}:{call.lineno}", constants, result)
+                continue
             if not isinstance(call, ast.Call) or _callee(call) not in GATEWAY_CALLS:
                 continue
             name = _callee(call)
@@ -292,6 +288,24 @@ def scan_gateway() -> Scan:
             if reasons:
                 result.sites.append(Site(where, GATEWAY, WEBHOOK, frozenset(reasons), status))
     return result
+
+
+def _scan_gateway_error(call: ast.Call, where: str, constants: dict[str, str], result: Scan) -> None:
+    """A REST gateway error: a TOP site with its canonical code and HTTP override when literal."""
+    expr = _argument(call, 0, "reason")
+    if expr is None:
+        result.unexplained.append(f"{where}: GatewayError(...) sets no reason")
+        return
+    reasons, rest = _literals(expr, constants)
+    if rest:
+        result.unexplained.extend(f"{where}: {ast.unparse(node)}" for node in rest)
+    status, http = _keyword(call, "status"), _keyword(call, "http")
+    code = status.value if isinstance(status, ast.Constant) and status.value in CODES else None
+    override = http.value if isinstance(http, ast.Constant) and isinstance(http.value, int) else None
+    if reasons:
+        result.sites.append(
+            Site(where, GATEWAY, TOP, frozenset(reasons), code, _metadata_keys(call), override)
+        )
 
 
 def code_reasons() -> dict[tuple[str, str], set[str]]:
@@ -354,7 +368,7 @@ def doc_rows() -> tuple[Row, ...]:
                 section,
                 kind,
                 match.group(1),
-                codes=frozenset(re.findall(r"[A-Z][A-Z_]+", cells[1])) & set(ErrorCode.__members__),
+                codes=frozenset(re.findall(r"[A-Z][A-Z_]+", cells[1])) & CODES,
                 http=frozenset(int(n) for n in re.findall(r"\d{3}", cells[2])),
                 metadata_keys=frozenset(_BACKTICKED.findall(cells[4])),
             )
@@ -394,7 +408,7 @@ def test_the_doc_has_a_section_per_service() -> None:
     outside = [
         f"docs/errors.md:{row.line}"
         for row in doc_rows()
-        if row.section not in services and not (row.section == GATEWAY and row.kind == WEBHOOK)
+        if row.section not in services and not (row.section == GATEWAY and row.kind in (WEBHOOK, TOP))
     ]
     assert not outside, f"reason tables outside the platform and service sections: {outside}"
 
@@ -435,7 +449,7 @@ def test_one_row_per_reason_and_table_kind_in_a_section() -> None:
 
 def test_documented_codes_and_http_statuses_match_the_code() -> None:
     by_reason: dict[tuple[str, str], list[Site]] = defaultdict(list)
-    for site in scan().sites:
+    for site in scan().sites + scan_gateway().sites:
         if site.kind == TOP:
             for reason in site.reasons:
                 by_reason[site.section, reason].append(site)
@@ -444,8 +458,10 @@ def test_documented_codes_and_http_statuses_match_the_code() -> None:
             continue
         where = f"docs/errors.md:{row.line} `{row.reason}`"
         assert row.codes, f"{where}: no gRPC code"
-        assert row.http == {HTTP_STATUS[c] for c in row.codes}, f"{where}: HTTP status is not the gateway's"
         sites = by_reason.get((row.section, row.reason)) or by_reason.get((PLATFORM, row.reason), [])
+        overrides = {site.http for site in sites if site.http is not None}
+        expected_http = overrides or {HTTP_STATUS[c] for c in row.codes}
+        assert row.http == expected_http, f"{where}: HTTP status is not the gateway's {sorted(expected_http)}"
         if not sites:
             continue  # a stale row: test_no_stale_reasons_in_the_doc reports it
         codes = {site.code for site in sites}
@@ -456,7 +472,7 @@ def test_documented_codes_and_http_statuses_match_the_code() -> None:
 
 
 def test_backticked_reasons_in_prose_exist() -> None:
-    known = set(ErrorCode.__members__).union(*code_reasons().values())
+    known = set(CODES).union(*code_reasons().values())
     text = DOC.read_text()
     unknown = sorted(set(_BACKTICKED_UPPER.findall(text)) - known)
     assert not unknown, f"docs/errors.md names reasons the code never sets: {unknown}"
