@@ -287,6 +287,9 @@ async def test_bad_input_is_400_and_creates_nothing(base: str, http: aiohttp.Cli
     status, body, _ = await call(http, "GET", url, headers=CRM, params={"colour": "red"})
     assert (status, error_of(body)[2]) == (400, "INVALID_PARAMETER")
     assert detail(body, "google.rpc.ErrorInfo")["metadata"]["parameter"] == "colour"
+    too_large = new_customer(region=region, legalName="x" * (2 << 20))
+    status, body, _ = await call(http, "POST", url, headers=CRM, params=params, json_body=too_large)
+    assert (status, *error_of(body)) == (413, 413, "RESOURCE_EXHAUSTED", "REQUEST_TOO_LARGE")
     assert await listed(http, base, region) == []
 
 
