@@ -28,12 +28,14 @@ from syncmesh.common.v1 import common_pb2
 from syncmesh.customers.v1 import customers_pb2, customers_pb2_grpc
 from syncmesh.events.v1 import events_pb2
 from syncmesh.ops.v1 import ops_pb2, ops_pb2_grpc
+from syncmesh.payments.v1 import payments_pb2, payments_pb2_grpc
 
 from gateway.app import Webhooks, create_app, start_gateway
 from gateway.webhooks import registry
 from gateway.webhooks.dispatch import DISPATCH_CONSUMER, dispatch_consumer, request_id_for
 from gateway.webhooks.model import Command, FetchRequest, Inbound, Lookup, Request, WebhookError
 from gateway.webhooks.store import GATEWAY_DOMAIN, open_dispatch_db, open_gateway_db, webhook_inbox
+from gateway.webhooks.stripe import StripeSource
 from services.platform.consumer import Consumer, dlq_stream_name
 from services.platform.db import Database, database_for
 from services.platform.events import decode
@@ -43,10 +45,16 @@ from services.platform.server import Hub, start_hub
 from services.platform.settings import Settings
 from services.platform.tables import inbox, outbox
 from tests.conftest import NATS_URL, PG_URL, drop_schemas, make_settings, metadata_for, unique
-from tests.helpers import eventually
+from tests.helpers import eventually, outbox_events
 
 SECRET = "whsec_lab_0123456789abcdef"
 STRIPE_SECRET = "whsec_stripe_test_0123456789"
+# Configured next to STRIPE_SECRET, as during a rotation ("old,new").
+STRIPE_OLD_SECRET = "whsec_stripe_old_9876543210"
+PADDLE_SECRET = "pdl_ntfset_01j3m9test_secret"
+CLOSE_SECRET = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"  # hex, as Close gives it
+SALESFORCE_SECRET = "relay-secret-0123456789"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 UPSERT = "/syncmesh.customers.v1.CustomerService/UpsertCustomer"
 UPDATE = "/syncmesh.customers.v1.CustomerService/UpdateCustomer"
 
@@ -127,6 +135,61 @@ def lab_event(event_type: str, data: Mapping[str, Any], event_id: str | None = N
     return {"id": event_id or unique("evt_"), "type": event_type, "created": int(time.time()), "data": data}
 
 
+def fixture(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return loaded
+
+
+def stripe_signed(
+    event: Mapping[str, Any] | bytes, *, t: int | None = None, secrets: tuple[str, ...] = (STRIPE_SECRET,)
+) -> tuple[bytes, dict[str, str]]:
+    """A body and the `Stripe-Signature` Stripe sends: `t=<ts>,v1=<hex HMAC-SHA256 of "{t}.{body}">`
+    per active secret."""
+    body = event if isinstance(event, bytes) else json.dumps(event).encode()
+    t = int(time.time()) if t is None else t
+    v1 = ",".join(
+        f"v1={hmac.new(s.encode(), f'{t}.'.encode() + body, hashlib.sha256).hexdigest()}" for s in secrets
+    )
+    return body, {"Stripe-Signature": f"t={t},{v1}", "Content-Type": "application/json"}
+
+
+def stripe_payment_event(customer_id: str) -> dict[str, Any]:
+    """The JPY payment_intent.succeeded fixture, with fresh ids, paid by `customer_id`."""
+    event = fixture("stripe_payment_intent_succeeded_jpy.json")
+    event["id"] = unique("evt_")
+    event["created"] = int(time.time())
+    event["data"]["object"].update(id=unique("pi_"), customer=customer_id)
+    return event
+
+
+def stripe_customer_created() -> dict[str, Any]:
+    """The customer.created fixture with fresh event and customer ids."""
+    event = fixture("stripe_customer_created.json")
+    event["id"] = unique("evt_")
+    event["created"] = int(time.time())
+    event["data"]["object"]["id"] = unique("cus_")
+    return event
+
+
+async def stripe_customer(env: Env) -> customers_pb2.Customer:
+    """A customer known to Stripe (created by the CRM over gRPC), paying in JPY."""
+    stub = customers_pb2_grpc.CustomerServiceStub(env.hub.peers.channel("customers"))  # type: ignore[union-attr]
+    created = await stub.UpsertCustomer(
+        customers_pb2.UpsertCustomerRequest(
+            request_id=str(uuid.uuid4()),
+            external_reference=common_pb2.ExternalReference(system="stripe", external_id=unique("cus_")),
+            customer=customers_pb2.Customer(legal_name="Payer KK", currency_code="JPY", region="APAC"),
+        ),
+        metadata=metadata_for("crm"),
+    )
+    customer: customers_pb2.Customer = created.customer
+    return customer
+
+
+def stripe_id_of(customer: customers_pb2.Customer) -> str:
+    return next(r.external_id for r in customer.external_references if r.system == "stripe")
+
+
 @dataclass
 class Env:
     settings: Settings
@@ -176,12 +239,12 @@ class Env:
             query = select(func.count()).select_from(inbox).where(inbox.c.consumer == DISPATCH_CONSUMER)
             return int((await session.execute(query)).scalar_one())
 
-    async def customer(self, lab_id: str) -> customers_pb2.Customer | None:
+    async def customer(self, lab_id: str, system: str = "lab") -> customers_pb2.Customer | None:
         stub = customers_pb2_grpc.CustomerServiceStub(self.hub.peers.channel("customers"))  # type: ignore[union-attr]
         try:
             found: customers_pb2.Customer = await stub.LookupCustomer(
                 customers_pb2.LookupCustomerRequest(
-                    external_reference=common_pb2.ExternalReference(system="lab", external_id=lab_id)
+                    external_reference=common_pb2.ExternalReference(system=system, external_id=lab_id)
                 ),
                 metadata=metadata_for("crm"),
             )
@@ -190,6 +253,62 @@ class Env:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
             raise
+
+    async def dispatched_for(self, vendor_event_id: str) -> int:
+        """How many WebhookAccepted events about the vendor's event the dispatcher applied."""
+        async with self.reader.transaction() as session:
+            rows = (await session.execute(select(outbox.c.event_id, outbox.c.payload))).all()
+        accepted = set()
+        for row in rows:
+            data = decode(row.payload)[1]
+            if isinstance(data, events_pb2.WebhookAccepted) and data.event_id == vendor_event_id:
+                accepted.add(row.event_id)
+        async with self.dispatch_db.transaction() as session:
+            query = select(inbox.c.event_id).where(inbox.c.consumer == DISPATCH_CONSUMER)
+            applied = {row.event_id for row in (await session.execute(query)).all()}
+        return len(accepted & applied)
+
+    async def payments(self, customer: str) -> list[payments_pb2.Payment]:
+        """Every payment of `customer` (a resource name), as the payment service lists them."""
+        stub = payments_pb2_grpc.PaymentServiceStub(self.hub.peers.channel("payments"))  # type: ignore[union-attr]
+        found = await stub.ListPayments(
+            payments_pb2.ListPaymentsRequest(filter=f'customer = "{customer}"', page_size=100),
+            metadata=metadata_for("billing"),
+        )
+        return list(found.payments)
+
+    async def fetch_requests(self, event_id: str) -> list[events_pb2.RecordFetchRequested]:
+        return [
+            data
+            for _, data in await self.outbox_events()
+            if isinstance(data, events_pb2.RecordFetchRequested) and data.event_id == event_id
+        ]
+
+    async def accepted_events(self, event_id: str) -> list[events_pb2.WebhookAccepted]:
+        return [
+            data
+            for _, data in await self.outbox_events()
+            if isinstance(data, events_pb2.WebhookAccepted) and data.event_id == event_id
+        ]
+
+    async def idle(self) -> None:
+        """Wait until everything stored has been published and the dispatcher has settled all of it."""
+
+        async def drained() -> bool:
+            async with self.reader.transaction() as session:
+                unpublished = (
+                    await session.execute(
+                        select(func.count()).select_from(outbox).where(outbox.c.publish_time.is_(None))
+                    )
+                ).scalar_one()
+            if unpublished:
+                return False
+            info = await self.bus.js.consumer_info(
+                stream_name(self.settings, GATEWAY_DOMAIN), DISPATCH_CONSUMER
+            )
+            return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+        await eventually(drained, "the dispatcher is idle")
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +320,9 @@ async def env(backend: str, module_tmp: Path, bus: Bus) -> AsyncIterator[Env]:
         consumer_backoff_max_seconds=0.2,
         consumer_max_deliver=100,
         relay_poll_seconds=0.02,
-        stripe_webhook_secret=STRIPE_SECRET,
+        stripe_webhook_secret=f"{STRIPE_OLD_SECRET},{STRIPE_SECRET}",
+        salesforce_webhook_secret=SALESFORCE_SECRET,
+        webhook_secrets={"paddle": PADDLE_SECRET, "close": CLOSE_SECRET},
     )
     hub = await start_hub(settings, bus, port=0)
     db = await open_gateway_db(settings)
@@ -328,14 +449,33 @@ async def test_the_same_event_again_is_a_duplicate_with_no_second_effect(env: En
     assert again is not None and first is not None and again.etag == first.etag
 
 
-async def test_concurrent_deliveries_of_one_event_store_it_once(env: Env) -> None:
-    event = lab_event("customer.updated", {"id": unique("cus_"), "customer": customer_json()})
-    results = await asyncio.gather(*(env.post(event) for _ in range(8)))
+async def test_twenty_concurrent_deliveries_of_one_stripe_event_have_one_effect(env: Env) -> None:
+    """Stripe delivers one customer.created 20 times at once: twenty 2xx (one 202, the rest
+    duplicates), one inbox row, one WebhookAccepted, one customer with exactly one event in
+    its history, and nothing more once the dispatcher has nothing left to do."""
+    event = stripe_customer_created()
+    stripe_id = event["data"]["object"]["id"]
+    body, headers = stripe_signed(event)
+    results = await asyncio.gather(*(env.post_raw(body, headers, "/webhooks/stripe") for _ in range(20)))
     statuses = sorted(status for status, _ in results)
-    assert statuses == [200] * 7 + [202], results
-    assert len(await env.inbox_rows(event["id"])) == 1
-    accepted = [data for _, data in await env.outbox_events() if isinstance(data, events_pb2.WebhookAccepted)]
-    assert sum(1 for data in accepted if data.event_id == event["id"]) == 1
+    assert statuses == [200] * 19 + [202], results
+    assert sorted(answer["status"] for _, answer in results) == ["accepted"] + ["duplicate"] * 19
+    (row,) = await env.inbox_rows(event["id"])
+    assert (row.source, row.status) == ("stripe", "accepted")
+    assert len(await env.accepted_events(event["id"])) == 1
+
+    async def created() -> bool:
+        return await env.customer(stripe_id, "stripe") is not None
+
+    await eventually(created, "the customer was created")
+    await env.idle()
+    await asyncio.sleep(0.3)
+    customer = await env.customer(stripe_id, "stripe")
+    assert customer is not None and customer.legal_name == "Acme GmbH"
+    history = await outbox_events(env.hub.databases["customers"], customer.name)
+    assert [subject for subject, _ in history] == ["customers.customer.upserted"]
+    assert await env.dispatched_for(event["id"]) == 1
+    assert not await env.dispatcher.list_dead_letters()
 
 
 @pytest.mark.parametrize(
@@ -423,7 +563,15 @@ async def test_ignored_and_fetch_events_are_kept_with_their_outcome(env: Env) ->
     assert not [a for a in accepted if a.event_id in (ignored["id"], gap["id"])]
 
 
-async def test_database_or_nats_unavailable_is_503_and_nothing_is_stored(env: Env, backend: str) -> None:
+@pytest.mark.parametrize("down", ["database", "nats"])
+async def test_database_or_nats_unavailable_is_503_then_the_redelivery_has_one_effect(
+    env: Env, backend: str, down: str
+) -> None:
+    """A Stripe customer.created arrives while the database (or NATS) is down: 503 with
+    Retry-After, nothing stored. Stripe delivers it again once the gateway is healthy: 202,
+    one inbox row, the customer created once; and again: a duplicate, no second effect."""
+    event = stripe_customer_created()
+    stripe_id = event["data"]["object"]["id"]
     if backend == "postgres":
         dead = Database(
             "gateway",
@@ -434,29 +582,52 @@ async def test_database_or_nats_unavailable_is_503_and_nothing_is_stored(env: En
         dead = Database("gateway", f"sqlite+aiosqlite:///{env.settings.data_dir}/missing-dir/gateway.db")
     closed = await Bus.connect(NATS_URL, name="syncmesh-tests-closed")
     await closed.close()
-    event = lab_event("customer.updated", {"id": unique("cus_"), "customer": customer_json()})
+    sources = {"stripe": StripeSource(env.settings)}
+    if down == "database":
+        webhooks, reason = Webhooks(sources, dead, env.bus, env.settings), "DATABASE_UNAVAILABLE"
+    else:
+        webhooks, reason = Webhooks(sources, env.db, closed, env.settings), "NATS_UNAVAILABLE"
     try:
-        for webhooks, reason in (
-            (Webhooks({"lab": LabSource()}, dead, env.bus, env.settings), "DATABASE_UNAVAILABLE"),
-            (Webhooks({"lab": LabSource()}, env.db, closed, env.settings), "NATS_UNAVAILABLE"),
-        ):
-            runner, port = await start_gateway(create_app(env.hub.probe_once, webhooks), "127.0.0.1", 0)
-            try:
-                body, headers = signed(event)
+        runner, port = await start_gateway(create_app(env.hub.probe_once, webhooks), "127.0.0.1", 0)
+        try:
+            for _ in range(2):  # the vendor's retries while it is still down
+                body, headers = stripe_signed(event)
                 async with env.http.post(
-                    f"http://127.0.0.1:{port}/webhooks/sources/lab", data=body, headers=headers
+                    f"http://127.0.0.1:{port}/webhooks/stripe", data=body, headers=headers
                 ) as response:
                     assert response.status == 503
                     assert (await response.json())["error"]["reason"] == reason
                     assert int(response.headers["Retry-After"]) > 0
-            finally:
-                await runner.cleanup()
-            assert await env.inbox_rows(event["id"]) == []
+        finally:
+            await runner.cleanup()
     finally:
         await dead.dispose()
-    # Once the gateway is healthy again the vendor's redelivery is stored.
-    assert (await env.post(event))[0] == 202
+    assert await env.inbox_rows(event["id"]) == []
+    assert await env.accepted_events(event["id"]) == []
+    await env.idle()
+    assert await env.customer(stripe_id, "stripe") is None
+
+    # Healthy again: Stripe's redelivery (signed anew) is stored and applied once.
+    status, answer = await env.post_raw(*stripe_signed(event), "/webhooks/stripe")
+    assert status == 202, answer
     assert len(await env.inbox_rows(event["id"])) == 1
+
+    async def created() -> bool:
+        return await env.customer(stripe_id, "stripe") is not None
+
+    await eventually(created, "the redelivered event was applied")
+    status, answer = await env.post_raw(*stripe_signed(event), "/webhooks/stripe")
+    assert (status, answer["status"]) == (200, "duplicate")
+    await env.idle()
+    await asyncio.sleep(0.3)
+    customer = await env.customer(stripe_id, "stripe")
+    assert customer is not None
+    history = await outbox_events(env.hub.databases["customers"], customer.name)
+    assert [subject for subject, _ in history] == ["customers.customer.upserted"]
+    assert len(await env.inbox_rows(event["id"])) == 1
+    assert len(await env.accepted_events(event["id"])) == 1
+    assert await env.dispatched_for(event["id"]) == 1
+    assert not await env.dispatcher.list_dead_letters()
 
 
 async def test_ordered_events_of_one_transaction_apply_in_sequence_order(env: Env) -> None:
@@ -607,3 +778,312 @@ async def test_stripe_signed_customer_event_end_to_end(env: Env) -> None:
     status, answer = await env.post_raw(body, headers, "/webhooks/stripe")
     assert status == 200 and answer["status"] == "duplicate"
     assert len(await env.inbox_rows(event["id"])) == 1
+
+
+# --- Stripe signatures over HTTP ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("valid", (202, None)),
+        ("two-v1-values", (202, None)),  # Stripe rolling its secret: one v1 per active secret
+        ("old-configured-secret", (202, None)),  # two secrets configured: the old one still verifies
+        ("299s-old", (202, None)),
+        ("299s-ahead", (202, None)),
+        ("301s-old", (401, "TIMESTAMP_OUT_OF_TOLERANCE")),
+        ("301s-ahead", (401, "TIMESTAMP_OUT_OF_TOLERANCE")),
+        ("re-serialised", (401, "SIGNATURE_INVALID")),
+        ("retired-secret", (401, "SIGNATURE_INVALID")),
+        ("missing", (401, "SIGNATURE_MISSING")),
+        ("garbled", (400, "SIGNATURE_MALFORMED")),
+        ("not-hex", (400, "SIGNATURE_MALFORMED")),
+    ],
+)
+async def test_stripe_signature_cases_over_http(
+    env: Env, case: str, expected: tuple[int, str | None]
+) -> None:
+    event = stripe_customer_created()
+    now = int(time.time())
+    body, headers = stripe_signed(event)
+    if case == "two-v1-values":
+        body, headers = stripe_signed(event, secrets=("whsec_next_not_configured_yet", STRIPE_SECRET))
+    elif case == "old-configured-secret":
+        body, headers = stripe_signed(event, secrets=(STRIPE_OLD_SECRET,))
+    elif case.startswith(("299s", "301s")):
+        offset = int(case[:3]) * (-1 if case.endswith("old") else 1)
+        body, headers = stripe_signed(event, t=now + offset)
+    elif case == "re-serialised":
+        # The same JSON content, keys in another order and other whitespace: not the signed bytes.
+        reordered = json.dumps(dict(reversed(list(event.items()))), indent=1, sort_keys=False).encode()
+        assert json.loads(reordered) == json.loads(body) and reordered != body
+        body = reordered
+    elif case == "retired-secret":
+        body, headers = stripe_signed(event, secrets=("whsec_retired_0000000000",))
+    elif case == "missing":
+        del headers["Stripe-Signature"]
+    elif case == "garbled":
+        headers["Stripe-Signature"] = "t=;v1;;garbage"
+    elif case == "not-hex":
+        headers["Stripe-Signature"] = f"t={now},v1=zz{'0' * 62}"
+    status, answer = await env.post_raw(body, headers, "/webhooks/stripe")
+    rows = await env.inbox_rows(event["id"])
+    if expected[1] is None:
+        assert status == expected[0], answer
+        assert [row.status for row in rows] == ["accepted"]
+    else:
+        assert (status, answer["error"]["reason"]) == expected
+        assert answer["error"]["message"]
+        assert rows == []
+        assert await env.accepted_events(event["id"]) == []
+
+
+# --- declarative sources end to end -------------------------------------------------------------
+
+
+def paddle_signed(event: Mapping[str, Any], secret: str = PADDLE_SECRET) -> tuple[bytes, dict[str, str]]:
+    """`Paddle-Signature: ts=<unix>;h1=<hex HMAC-SHA256 of "{ts}:{body}">`, as Paddle signs."""
+    body = json.dumps(event).encode()
+    ts = int(time.time())
+    h1 = hmac.new(secret.encode(), f"{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return body, {"Paddle-Signature": f"ts={ts};h1={h1}", "Content-Type": "application/json"}
+
+
+def close_signed(event: Mapping[str, Any], secret_hex: str = CLOSE_SECRET) -> tuple[bytes, dict[str, str]]:
+    """Close: `close-sig-hash` = hex HMAC-SHA256, keyed with the hex-decoded signature key, of
+    `close-sig-timestamp` + body."""
+    body = json.dumps(event).encode()
+    ts = str(int(time.time()))
+    digest = hmac.new(bytes.fromhex(secret_hex), ts.encode() + body, hashlib.sha256).hexdigest()
+    return body, {"close-sig-hash": digest, "close-sig-timestamp": ts, "Content-Type": "application/json"}
+
+
+async def test_paddle_declared_source_end_to_end(env: Env) -> None:
+    """paddle.toml, configuration only: a signed customer.created creates the customer (applied
+    as billing, by its paddle reference), then address.created gives it a billing address;
+    a request signed with another secret is refused and stores nothing."""
+    paddle_id = unique("ctm_")
+    created = fixture("paddle_customer_created.json")
+    created["event_id"] = unique("evt_")
+    created["data"]["id"] = paddle_id
+    address = fixture("paddle_address_created.json")
+    address["event_id"] = unique("evt_")
+    address["data"].update(id=unique("add_"), customer_id=paddle_id)
+
+    status, answer = await env.post_raw(*paddle_signed(created), "/webhooks/sources/paddle")
+    assert status == 202, answer
+    assert answer["events"] == [
+        {"event_id": created["event_id"], "event_type": "customer.created", "outcome": "accepted"}
+    ]
+    (row,) = await env.inbox_rows(created["event_id"])
+    assert (row.source, row.status) == ("paddle", "accepted")
+    (accepted,) = await env.accepted_events(created["event_id"])
+    assert accepted.identity == "billing"
+
+    async def exists() -> bool:
+        return await env.customer(paddle_id, "paddle") is not None
+
+    await eventually(exists, "the Paddle customer was created")
+    status, answer = await env.post_raw(*paddle_signed(address), "/webhooks/sources/paddle")
+    assert status == 202, answer
+
+    # The CRM owns billing addresses and the customer exists now: Billing's address is a
+    # recorded ownership conflict, not a change.
+    ops = ops_pb2_grpc.OpsServiceStub(env.hub.peers.channel("customers"))  # type: ignore[union-attr]
+    seeded = await env.customer(paddle_id, "paddle")
+    assert seeded is not None
+
+    async def conflicts() -> list[tuple[str, str, str]]:
+        found = await ops.ListOwnershipConflicts(
+            ops_pb2.ListOwnershipConflictsRequest(filter=f'object_name = "{seeded.name}"'),
+            metadata=metadata_for("ops"),
+        )
+        return [(c.field, c.source_system, c.owner_system) for c in found.conflicts]
+
+    async def address_offered() -> bool:
+        return bool(await conflicts())
+
+    await eventually(address_offered, "the Paddle address was applied")
+    assert await conflicts() == [("billing_address", "billing", "crm")]
+    customer = await env.customer(paddle_id, "paddle")
+    assert customer is not None
+    # Seeded by the first sync: what Paddle's customer.created carried.
+    assert customer.legal_name == "Hooli KK"
+    assert [(c.email, c.display_name) for c in customer.contacts] == [("ap@hooli.example", "Hooli KK")]
+    assert not customer.billing_address.address_lines
+
+    forged = fixture("paddle_customer_created.json")
+    forged["event_id"] = unique("evt_")
+    forged["data"]["id"] = unique("ctm_")
+    status, answer = await env.post_raw(
+        *paddle_signed(forged, "pdl_ntfset_someone_else"), "/webhooks/sources/paddle"
+    )
+    assert (status, answer["error"]["reason"]) == (401, "SIGNATURE_INVALID")
+    assert await env.inbox_rows(forged["event_id"]) == []
+    assert await env.accepted_events(forged["event_id"]) == []
+    await env.idle()
+    assert await env.customer(forged["data"]["id"], "paddle") is None
+    assert not await env.dispatcher.list_dead_letters()
+
+
+async def test_close_declared_source_end_to_end(env: Env) -> None:
+    """close.toml, configuration only (hex signing key, timestamp header): a signed lead.created
+    creates the customer with its Close reference, name and address (applied as crm); a won
+    opportunity becomes a fetch request; a wrongly signed request is refused, nothing stored."""
+    lead_id = unique("lead_")
+    lead = fixture("close_lead_created.json")
+    lead["event"].update(id=unique("ev_"), object_id=lead_id, lead_id=lead_id)
+    lead["event"]["data"]["id"] = lead_id
+    status, answer = await env.post_raw(*close_signed(lead), "/webhooks/sources/close")
+    assert status == 202, answer
+    assert answer["events"] == [
+        {"event_id": lead["event"]["id"], "event_type": "lead.created", "outcome": "accepted"}
+    ]
+    (row,) = await env.inbox_rows(lead["event"]["id"])
+    assert (row.source, row.status) == ("close", "accepted")
+
+    async def exists() -> bool:
+        return await env.customer(lead_id, "close") is not None
+
+    await eventually(exists, "the Close lead became a customer")
+    customer = await env.customer(lead_id, "close")
+    assert customer is not None
+    assert customer.legal_name == "Umbrella Corporation Ltd"
+    address = customer.billing_address
+    assert (address.locality, address.postal_code, address.region_code) == ("Leeds", "LS1 4AP", "GB")
+
+    won = fixture("close_opportunity_won.json")
+    opportunity_id = unique("oppo_")
+    won["event"].update(id=unique("ev_"), object_id=opportunity_id, lead_id=lead_id)
+    status, answer = await env.post_raw(*close_signed(won), "/webhooks/sources/close")
+    assert (status, answer["events"][0]["outcome"]) == (202, "fetch"), answer
+    assert [
+        (f.system, f.object_type, list(f.record_ids), f.reason)
+        for f in await env.fetch_requests(won["event"]["id"])
+    ] == [("close", "opportunity", [opportunity_id], "QUOTE_APPROVED")]
+
+    forged = fixture("close_lead_created.json")
+    forged["event"].update(id=unique("ev_"), object_id=unique("lead_"))
+    status, answer = await env.post_raw(*close_signed(forged, "00" * 32), "/webhooks/sources/close")
+    assert (status, answer["error"]["reason"]) == (401, "SIGNATURE_INVALID")
+    assert await env.inbox_rows(forged["event"]["id"]) == []
+    assert await env.accepted_events(forged["event"]["id"]) == []
+    await env.idle()
+    assert await env.customer(forged["event"]["object_id"], "close") is None
+    assert not await env.dispatcher.list_dead_letters()
+
+
+# --- Salesforce over HTTP -----------------------------------------------------------------------
+
+
+def salesforce_signed(events: Any) -> tuple[bytes, dict[str, str]]:
+    """The relay's shared-secret HMAC: `X-Syncmesh-Signature: sha256=<hex of "{ts}.{body}">`."""
+    body = json.dumps(events).encode()
+    ts = str(int(time.time()))
+    digest = hmac.new(SALESFORCE_SECRET.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, {
+        "X-Syncmesh-Signature": f"sha256={digest}",
+        "X-Syncmesh-Timestamp": ts,
+        "Content-Type": "application/json",
+    }
+
+
+def change_event(template: Mapping[str, Any], **header: Any) -> dict[str, Any]:
+    """A copy of a CDC change event with a fresh replay id and transaction key, and `header`."""
+    event: dict[str, Any] = json.loads(json.dumps(template))
+    event["event"]["replayId"] = uuid.uuid4().int % 10**15
+    event["payload"]["ChangeEventHeader"]["transactionKey"] = str(uuid.uuid4())
+    event["payload"]["ChangeEventHeader"].update(header)
+    return event
+
+
+def event_id_of(event: Mapping[str, Any]) -> str:
+    return f"{event['payload']['ChangeEventHeader']['entityName']}:{event['event']['replayId']}"
+
+
+async def test_salesforce_gap_overflow_and_echo_over_http(env: Env) -> None:
+    """Through POST /webhooks/salesforce: GAP_UPDATE → a RecordFetchRequested with the record
+    ids; GAP_OVERFLOW → a full resync of the entity; a change made by syncmesh's own client
+    (changeOrigin client=<salesforce_client_id>) → stored as ignored ECHO with no effect, while
+    the same change from another client is applied."""
+    batch = fixture("salesforce_batch.json")["events"]
+    other_update, echo_template, gap_template, overflow_template = batch[1], batch[2], batch[3], batch[4]
+    account_id = unique("0015g")
+    create = change_event(fixture("salesforce_account_create.json"), recordIds=[account_id])
+    status, answer = await env.post_raw(*salesforce_signed(create), "/webhooks/salesforce")
+    assert status == 202, answer
+
+    async def created() -> bool:
+        return await env.customer(account_id, "salesforce") is not None
+
+    await eventually(created, "the Salesforce account became a customer")
+
+    gap_ids = [unique("0015g"), unique("0015g")]
+    gap = change_event(gap_template, recordIds=gap_ids)
+    overflow = change_event(overflow_template)
+    echo = change_event(echo_template, recordIds=[account_id])
+    echo["payload"]["Name"] = "Echoed Name AG"
+    assert env.settings.salesforce_client_id in echo["payload"]["ChangeEventHeader"]["changeOrigin"]
+    outbox_before = await env.outbox_count()
+    status, answer = await env.post_raw(*salesforce_signed([gap, overflow, echo]), "/webhooks/salesforce")
+    assert status == 202, answer
+    assert [(e["event_id"], e["outcome"], e.get("reason")) for e in answer["events"]] == [
+        (event_id_of(gap), "fetch", None),
+        (event_id_of(overflow), "fetch", None),
+        (event_id_of(echo), "ignored", "ECHO"),
+    ]
+    assert [
+        (f.system, f.object_type, list(f.record_ids), f.reason, f.full_resync)
+        for f in await env.fetch_requests(event_id_of(gap))
+    ] == [("salesforce", "Account", gap_ids, "GAP_UPDATE", False)]
+    assert [
+        (f.system, f.object_type, list(f.record_ids), f.reason, f.full_resync)
+        for f in await env.fetch_requests(event_id_of(overflow))
+    ] == [("salesforce", "Opportunity", [], "GAP_OVERFLOW", True)]
+    (row,) = await env.inbox_rows(event_id_of(echo))
+    assert (row.status, row.ignored_reason) == ("ignored", "ECHO")
+    # The echo publishes no fetch and no command: at most its transaction's (empty) place in line.
+    assert await env.fetch_requests(event_id_of(echo)) == []
+    assert all(not a.commands for a in await env.accepted_events(event_id_of(echo)))
+    assert await env.outbox_count() - outbox_before == 5  # 2 fetches, 3 ordering placeholders
+
+    await env.idle()
+    await asyncio.sleep(0.3)
+    customer = await env.customer(account_id, "salesforce")
+    assert customer is not None and customer.legal_name == "Initech AG"
+
+    # The same change by another client is no echo: applied.
+    update = change_event(other_update, recordIds=[account_id], changedFields=["Name"])
+    update["payload"]["Name"] = "Initech Holding AG"
+    status, answer = await env.post_raw(*salesforce_signed(update), "/webhooks/salesforce")
+    assert (status, answer["events"][0]["outcome"]) == (202, "accepted"), answer
+
+    async def renamed() -> bool:
+        found = await env.customer(account_id, "salesforce")
+        return found is not None and found.legal_name == "Initech Holding AG"
+
+    await eventually(renamed, "the non-echo change was applied")
+    assert not await env.dispatcher.list_dead_letters()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: Stripe's (and Paddle's) payment mapping calls RecordPayment as `billing`, "
+    "an API-channel create, and the shipped ownership policy gives every payment field to `erp`: "
+    "dead-lettered FIELD_NOT_OWNED",
+)
+async def test_stripe_payment_intent_is_recorded_as_a_payment(env: Env) -> None:
+    customer = await stripe_customer(env)
+    event = stripe_payment_event(stripe_id_of(customer))
+    status, answer = await env.post_raw(*stripe_signed(event), "/webhooks/stripe")
+    assert status == 202, answer
+    dead_before = len(await env.dispatcher.list_dead_letters())
+
+    async def settled() -> bool:
+        return bool(await env.payments(customer.name)) or (
+            len(await env.dispatcher.list_dead_letters()) > dead_before
+        )
+
+    await eventually(settled, "the payment was recorded or dead-lettered")
+    (payment,) = await env.payments(customer.name)
+    assert (payment.amount.currency_code, payment.amount.units) == ("JPY", 150000)

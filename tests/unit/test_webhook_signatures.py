@@ -77,7 +77,24 @@ def test_stripe_reserialised_body_is_refused() -> None:
     assert reason(exc) == ("SIGNATURE_INVALID", 401)
 
 
-@pytest.mark.parametrize("offset", [-301, 301, -3600])
+def test_stripe_body_with_keys_reordered_is_refused() -> None:
+    """Same content, keys in another order, compact separators: other bytes, no match."""
+    header = stripe_header(NOW, STRIPE_SECRET)
+    reordered = json.dumps(dict(reversed(list(json.loads(BODY).items()))), separators=(",", ":")).encode()
+    assert json.loads(reordered) == json.loads(BODY) and reordered != BODY
+    with pytest.raises(WebhookError) as exc:
+        verify(STRIPE, KEYS, stripe_request(header, reordered), NOW)
+    assert reason(exc) == ("SIGNATURE_INVALID", 401)
+
+
+def test_a_stale_timestamp_is_refused_even_with_a_valid_signature_of_a_rotated_secret() -> None:
+    header = stripe_header(NOW - 301, "whsec_new_secret_0000", STRIPE_SECRET)
+    with pytest.raises(WebhookError) as exc:
+        verify(STRIPE, KEYS, stripe_request(header), NOW)
+    assert reason(exc) == ("TIMESTAMP_OUT_OF_TOLERANCE", 401)
+
+
+@pytest.mark.parametrize("offset", [-301, 301, -3600, 3600])
 def test_stripe_timestamp_out_of_tolerance_is_refused(offset: int) -> None:
     header = stripe_header(NOW + offset, STRIPE_SECRET)
     with pytest.raises(WebhookError) as exc:
@@ -85,7 +102,7 @@ def test_stripe_timestamp_out_of_tolerance_is_refused(offset: int) -> None:
     assert reason(exc) == ("TIMESTAMP_OUT_OF_TOLERANCE", 401)
 
 
-@pytest.mark.parametrize("offset", [-300, 300, 0])
+@pytest.mark.parametrize("offset", [-300, -299, 299, 300, 0])
 def test_stripe_timestamp_at_the_edge_of_tolerance_is_accepted(offset: int) -> None:
     verify(STRIPE, KEYS, stripe_request(stripe_header(NOW + offset, STRIPE_SECRET)), NOW)
 
@@ -122,6 +139,8 @@ def test_header_lookup_ignores_case() -> None:
         f"t={NOW}",  # no v1
         f"t={NOW},v1=not-hex-at-all",
         f"t=yesterday,v1={'0' * 64}",
+        f"t={NOW},v1={'0' * 63}",  # odd number of hex digits
+        "t=;v1;;",
     ],
 )
 def test_stripe_garbled_header_is_malformed(header: str) -> None:
