@@ -2,8 +2,9 @@
 
 Every operation of the document the gateway serves is called with requests generated from
 its schema, valid ones (positive) and invalid ones (negative), with a valid bearer token and
-without one, through the REST gateway in front of a hub in-process (on SQLite only, to keep it short). Schemathesis' Python API is
-synchronous, so it runs in a worker thread while the test's event loop serves the requests.
+without one, through the REST gateway in front of a hub in-process (on SQLite only, to keep
+it short). Schemathesis' Python API is synchronous, so it runs in a worker thread while the
+test's event loop serves the requests.
 """
 
 from __future__ import annotations
