@@ -14,13 +14,33 @@ T seconds. Against a vendor that allows L calls per rolling second, keep
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from services.connectors.base import Priority
+from sqlalchemy import Row, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.connectors.base import PermanentVendorError, Priority, TransientVendorError
+from services.connectors.store import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    db_now,
+    insert_ignore,
+    vendor_budgets,
+    vendor_circuits,
+)
 from services.platform.db import Database
 
 T = TypeVar("T")
+
+
+def _for_update(db: Database, stmt: Any) -> Any:
+    # SQLite transactions already hold the database's write lock (BEGIN IMMEDIATE).
+    return stmt.with_for_update() if db.dialect == "postgresql" else stmt
 
 
 class RateBudget:
@@ -42,19 +62,101 @@ class RateBudget:
         *,
         backfill_share: float = 0.5,
     ) -> None:
-        raise NotImplementedError
+        if rate_per_s <= 0 or burst < 1 or not 0 <= backfill_share < 1:
+            raise ValueError("rate_per_s > 0, burst >= 1 and 0 <= backfill_share < 1")
+        self.db = db
+        self.system = system
+        self.account = account
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.backfill_share = backfill_share
+        self._created = False
+
+    def _floor(self, priority: Priority) -> float:
+        """Tokens a caller of this priority must leave in the bucket."""
+        return self.burst * self.backfill_share if priority is Priority.BACKFILL else 0.0
+
+    async def _row(self, session: AsyncSession) -> tuple[float, Row[Any]]:
+        if not self._created:
+            await session.execute(
+                insert_ignore(
+                    session,
+                    vendor_budgets,
+                    {
+                        "system": self.system,
+                        "account": self.account,
+                        "tokens": float(self.burst),
+                        "updated_at": await db_now(session),
+                        "blocked_until": 0.0,
+                    },
+                )
+            )
+            self._created = True
+        row = (
+            await session.execute(
+                _for_update(
+                    self.db,
+                    select(vendor_budgets).where(
+                        vendor_budgets.c.system == self.system, vendor_budgets.c.account == self.account
+                    ),
+                )
+            )
+        ).one()
+        return await db_now(session), row
+
+    async def try_acquire(self, priority: Priority = Priority.LIVE) -> float:
+        """Take a token if there is one for `priority`: 0.0, else the seconds until there
+        should be one (nothing taken)."""
+        async with self.db.transaction() as session:
+            now, row = await self._row(session)
+            if now < row.blocked_until:
+                return float(row.blocked_until - now)
+            tokens = min(self.burst, row.tokens + max(0.0, now - row.updated_at) * self.rate_per_s)
+            need = self._floor(priority) + 1.0
+            wait = 0.0
+            if tokens >= need:
+                tokens -= 1.0
+            else:
+                wait = (need - tokens) / self.rate_per_s
+            await session.execute(
+                update(vendor_budgets)
+                .where(vendor_budgets.c.system == self.system, vendor_budgets.c.account == self.account)
+                .values(tokens=tokens, updated_at=max(now, row.updated_at))
+            )
+            return wait
 
     async def acquire(self, priority: Priority = Priority.LIVE, timeout: float = 30.0) -> None:
         """Take one token, sleeping (not spinning) until one is there for `priority`.
 
         Raises TransientVendorError(reason="RATE_LIMITED", retry_after=...) when no token can
         be had within `timeout` seconds (nothing is taken then)."""
-        raise NotImplementedError
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = await self.try_acquire(priority)
+            if wait <= 0:
+                return
+            left = deadline - time.monotonic()
+            if wait > left:
+                raise TransientVendorError(
+                    self.system,
+                    "RATE_LIMITED",
+                    f"no request budget for account {self.account} within {timeout:g} s",
+                    retry_after=wait,
+                )
+            # A little jitter so waiters of several workers do not all wake at once.
+            await asyncio.sleep(wait * (1.0 + random.random() * 0.05))
 
     async def penalize(self, retry_after: float) -> None:
         """The vendor said Retry-After: no worker takes a token for `retry_after` seconds (and
         the bucket starts empty after it)."""
-        raise NotImplementedError
+        async with self.db.transaction() as session:
+            now, row = await self._row(session)
+            until = max(float(row.blocked_until), now + max(0.0, retry_after))
+            await session.execute(
+                update(vendor_budgets)
+                .where(vendor_budgets.c.system == self.system, vendor_budgets.c.account == self.account)
+                .values(tokens=0.0, updated_at=until, blocked_until=until)
+            )
 
 
 class CircuitBreaker:
@@ -67,21 +169,82 @@ class CircuitBreaker:
     def __init__(
         self, db: Database, system: str, account: str, failure_threshold: int = 5, reset_seconds: float = 30.0
     ) -> None:
-        raise NotImplementedError
+        if failure_threshold < 1 or reset_seconds <= 0:
+            raise ValueError("failure_threshold >= 1 and reset_seconds > 0")
+        self.db = db
+        self.system = system
+        self.account = account
+        self.failure_threshold = failure_threshold
+        self.reset_seconds = reset_seconds
+        self._created = False
+
+    def _where(self, stmt: Any) -> Any:
+        return stmt.where(vendor_circuits.c.system == self.system, vendor_circuits.c.account == self.account)
+
+    async def _row(self, session: AsyncSession, *, lock: bool) -> Row[Any]:
+        if not self._created:
+            await session.execute(
+                insert_ignore(
+                    session,
+                    vendor_circuits,
+                    {"system": self.system, "account": self.account, "state": CLOSED, "failures": 0},
+                )
+            )
+            self._created = True
+        stmt = self._where(select(vendor_circuits))
+        return (await session.execute(_for_update(self.db, stmt) if lock else stmt)).one()
+
+    async def state(self) -> str:
+        """closed, open or half_open (as stored; an open circuit past its reset time is
+        still "open" until the next call probes)."""
+        async with self.db.transaction() as session:
+            return str((await self._row(session, lock=False)).state)
 
     async def before_call(self) -> None:
         """Raise TransientVendorError(reason="CIRCUIT_OPEN", retry_after=...) unless a call
         may go out now."""
-        raise NotImplementedError
+        async with self.db.transaction() as session:
+            row = await self._row(session, lock=False)
+            if row.state == CLOSED:
+                return
+            row = await self._row(session, lock=True)  # PostgreSQL: re-read under the lock
+            if row.state == CLOSED:
+                return
+            now = await db_now(session)
+            since = now - float(row.opened_at or 0.0)
+            if since >= self.reset_seconds:
+                # This caller is the probe (also when an earlier probe never reported).
+                await session.execute(
+                    self._where(update(vendor_circuits)).values(state=HALF_OPEN, opened_at=now)
+                )
+                return
+        what = "a probe call is under way" if row.state == HALF_OPEN else "the vendor is failing"
+        raise TransientVendorError(
+            self.system,
+            "CIRCUIT_OPEN",
+            f"circuit open for account {self.account}: {what}",
+            retry_after=self.reset_seconds - since,
+        )
 
     async def record_success(self) -> None:
         """The vendor answered (also with a permanent error): close, forget failures."""
-        raise NotImplementedError
+        async with self.db.transaction() as session:
+            await session.execute(
+                self._where(update(vendor_circuits))
+                .where((vendor_circuits.c.state != CLOSED) | (vendor_circuits.c.failures != 0))
+                .values(state=CLOSED, failures=0, opened_at=None)
+            )
 
     async def record_failure(self) -> None:
         """A transient failure (timeout, 5xx, 429): count it; open at the threshold, or
         again at once when it was the half-open probe."""
-        raise NotImplementedError
+        async with self.db.transaction() as session:
+            row = await self._row(session, lock=True)
+            failures = int(row.failures) + 1
+            values: dict[str, Any] = {"failures": failures}
+            if row.state == HALF_OPEN or (row.state == CLOSED and failures >= self.failure_threshold):
+                values |= {"state": OPEN, "opened_at": await db_now(session)}
+            await session.execute(self._where(update(vendor_circuits)).values(**values))
 
 
 async def guarded(
@@ -100,4 +263,22 @@ async def guarded(
     (the vendor answered) and success count as the vendor being up. Other exceptions pass
     through unrecorded: connectors translate vendor failures into VendorErrors themselves.
     """
-    raise NotImplementedError
+    if breaker is not None:
+        await breaker.before_call()
+    if budget is not None:
+        await budget.acquire(priority, timeout)
+    try:
+        result = await call()
+    except TransientVendorError as exc:
+        if breaker is not None:
+            await breaker.record_failure()
+        if budget is not None and exc.retry_after is not None and exc.retry_after > 0:
+            await budget.penalize(exc.retry_after)
+        raise
+    except PermanentVendorError:
+        if breaker is not None:
+            await breaker.record_success()
+        raise
+    if breaker is not None:
+        await breaker.record_success()
+    return result

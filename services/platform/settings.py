@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     # and their secrets by source name (SYNCMESH_WEBHOOK_SECRETS__<NAME>).
     webhook_sources_dir: Path | None = None
     webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # Connectors' outbound policy: hosts they may call although the host is (or resolves to) a
+    # private, loopback, link-local or metadata address: names or addresses as written in the
+    # URL, or "loopback" for every loopback address (tests: ["127.0.0.1"] or ["loopback"]).
+    connector_allow_hosts: list[str] = Field(default_factory=list)
+    # Request budget per vendor system (requests per second, shared by every worker process),
+    # e.g. {"stripe": 24, "tryton": 50}; a system not named uses its connector's default.
+    vendor_rate_limits: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("database_url")
     @classmethod
