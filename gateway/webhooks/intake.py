@@ -14,6 +14,16 @@
 4. The transaction commits BEFORE the answer: 202 (something new) or 200 (only
    duplicates), with each event's outcome.
 
+Group commit (gateway/webhooks/batch.py): concurrent requests to one intake database share
+that transaction. One writer task takes every request that arrived while the previous
+commit ran, plans them in arrival order (dedupe against the inbox and against earlier
+requests of the batch; ordered positions checked the same way), writes all their inbox
+rows and outbox events with a few multi-row statements, commits, and only then answers
+each request with its own outcome. A refused request (409 ORDERING_CONFLICT) stores
+nothing and does not affect the others; when the batch transaction itself fails, each
+request is stored again alone, so a request the database refuses fails alone; an
+unavailable database fails them all with 503.
+
 The database or NATS unavailable → 503 with Retry-After, nothing half-stored (the
 transaction rolls back), so the vendor delivers again later.
 
@@ -32,6 +42,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,10 +57,11 @@ from syncmesh.common.v1 import common_pb2
 from syncmesh.events.v1 import events_pb2
 
 from gateway.webhooks import common
+from gateway.webhooks.batch import GroupWriter
 from gateway.webhooks.model import Command, Inbound, Request, Source, WebhookError
 from gateway.webhooks.store import ACCEPTED, FETCH, GATEWAY_DOMAIN, IGNORED, webhook_inbox
 from services.platform.db import Database
-from services.platform.events import record_event
+from services.platform.events import NewEvent, record_events
 from services.platform.nats import Bus
 from services.platform.protoconv import timestamp
 from services.platform.settings import Settings
@@ -234,7 +246,7 @@ async def accept(
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             async with asyncio.timeout(timeout):
-                outcomes = await _store(db, source, prepared, received)
+                outcomes = await writer_for(db).submit(_Job(source, tuple(prepared), received))
             break
         except WebhookError as exc:
             return error_result(exc.status, exc.reason, exc.message)
@@ -259,63 +271,154 @@ async def accept(
     return IntakeResult(202 if new else 200, body, {}, tuple(outcomes))
 
 
-async def _store(
-    db: Database, source: Source, prepared: Sequence[_Prepared], received: datetime
-) -> list[EventOutcome]:
-    outcomes: list[EventOutcome] = []
+@dataclass(frozen=True)
+class _Job:
+    """One request's share of a group commit."""
+
+    source: Source
+    prepared: tuple[_Prepared, ...]
+    received: datetime
+
+
+_Outcomes = list[EventOutcome]
+_writers: weakref.WeakKeyDictionary[Database, GroupWriter[_Job, _Outcomes]] = weakref.WeakKeyDictionary()
+
+
+def writer_for(db: Database) -> GroupWriter[_Job, _Outcomes]:
+    """The group-commit writer of this intake database (one per Database object)."""
+    writer = _writers.get(db)
+    if writer is None:
+        ref = weakref.ref(db)  # the writer must not keep its database alive
+
+        async def store(jobs: Sequence[_Job]) -> list[_Outcomes | BaseException]:
+            database = ref()
+            if database is None:
+                raise RuntimeError("the intake database was disposed of")
+            return await _store_batch(database, jobs)
+
+        writer = GroupWriter(store, timeout=TRANSACTION_TIMEOUT_SECONDS)
+        _writers[db] = writer
+    return writer
+
+
+async def _store_batch(db: Database, jobs: Sequence[_Job]) -> list[_Outcomes | BaseException]:
+    """Store several requests' events in ONE transaction; one outcome per request.
+
+    Statements: one SELECT of the inbox keys already stored, one SELECT of the explicit
+    ordering positions already taken (only when some event is ordered), one multi-row
+    INSERT of inbox rows, then `record_events` (one SELECT of the aggregates' last
+    sequences, one multi-row INSERT of outbox rows). Requests are planned in arrival order
+    against what is stored and what earlier requests of the batch add, so the answers are
+    those of storing them one after the other: the second delivery of an event in one batch
+    is a duplicate, and a request whose ordered event takes a position another event holds
+    is refused (409 ORDERING_CONFLICT) with nothing of it stored."""
+    items = [item for job in jobs for item in job.prepared]
     async with db.transaction() as session:
-        for item in prepared:
-            inbound = item.inbound
-            seen = (
-                await session.execute(
-                    select(webhook_inbox.c.id).where(
-                        webhook_inbox.c.source == inbound.source,
-                        webhook_inbox.c.event_id == inbound.event_id,
-                    )
-                )
-            ).first()
-            if seen is not None:
-                outcomes.append(EventOutcome(inbound.event_id, inbound.event_type, DUPLICATE))
+        stored = await _stored_keys(session, {(i.inbound.source, i.inbound.event_id) for i in items})
+        taken = await _taken_positions(session, {p for i in items if (p := _position(i)) is not None})
+        results: list[_Outcomes | BaseException] = []
+        inbox_rows: list[dict[str, Any]] = []
+        events: list[NewEvent] = []
+        for job in jobs:
+            try:
+                outcomes, rows, new_events = _plan(job, stored, taken)
+            except WebhookError as exc:
+                results.append(exc)
                 continue
-            reason = _ignored_reason(item)
-            await session.execute(
-                insert(webhook_inbox).values(
-                    source=inbound.source,
-                    event_id=inbound.event_id,
-                    event_type=inbound.event_type,
-                    received_time=received,
-                    occurred_time=inbound.occurred,
-                    status=item.status,
-                    ignored_reason=reason,
-                    payload=item.payload,
-                    ordering_key=inbound.ordering[0] if inbound.ordering else None,
-                    ordering_sequence=inbound.ordering[1] if inbound.ordering else None,
-                )
-            )
-            await _record_events(session, source, item)
-            outcomes.append(EventOutcome(inbound.event_id, inbound.event_type, item.status, reason))
-    return outcomes
+            # Only now is the request in: its keys and positions count for the next ones.
+            stored.update((row["source"], row["event_id"]) for row in rows)
+            taken.update((e.aggregate, e.sequence) for e in new_events if e.sequence is not None)
+            inbox_rows.extend(rows)
+            events.extend(new_events)
+            results.append(outcomes)
+        if inbox_rows:
+            await session.execute(insert(webhook_inbox), inbox_rows)
+        await record_events(session, events)
+    return results
 
 
-async def _record_events(session: AsyncSession, source: Source, item: _Prepared) -> None:
+async def _stored_keys(session: AsyncSession, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    if not keys:
+        return set()
+    query = select(webhook_inbox.c.source, webhook_inbox.c.event_id).where(
+        webhook_inbox.c.source.in_(sorted({source for source, _ in keys})),
+        webhook_inbox.c.event_id.in_(sorted({event_id for _, event_id in keys})),
+    )
+    return {(row.source, row.event_id) for row in (await session.execute(query)).all()} & keys
+
+
+async def _taken_positions(session: AsyncSession, positions: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    if not positions:
+        return set()
+    query = select(outbox.c.aggregate, outbox.c.aggregate_seq).where(
+        outbox.c.aggregate.in_(sorted({aggregate for aggregate, _ in positions})),
+        outbox.c.aggregate_seq.in_(sorted({seq for _, seq in positions})),
+    )
+    return {
+        (row.aggregate, int(row.aggregate_seq)) for row in (await session.execute(query)).all()
+    } & positions
+
+
+def _position(item: _Prepared) -> tuple[str, int] | None:
+    """The (aggregate, sequence) an ordered event's WebhookAccepted takes, if it is ordered."""
+    if item.inbound.ordering is None:
+        return None
+    return aggregate_for(item.inbound), item.inbound.ordering[1]
+
+
+def _plan(
+    job: _Job, stored: set[tuple[str, str]], taken: set[tuple[str, int]]
+) -> tuple[_Outcomes, list[dict[str, Any]], list[NewEvent]]:
+    """One request's outcomes, inbox rows and outbox events, given what is already stored;
+    WebhookError ORDERING_CONFLICT when one of its ordered events' positions is taken."""
+    outcomes: _Outcomes = []
+    rows: list[dict[str, Any]] = []
+    events: list[NewEvent] = []
+    mine: set[tuple[str, str]] = set()
+    positions: set[tuple[str, int]] = set()
+    for item in job.prepared:
+        inbound = item.inbound
+        key = (inbound.source, inbound.event_id)
+        if key in stored or key in mine:
+            outcomes.append(EventOutcome(inbound.event_id, inbound.event_type, DUPLICATE))
+            continue
+        mine.add(key)
+        reason = _ignored_reason(item)
+        rows.append(
+            {
+                "source": inbound.source,
+                "event_id": inbound.event_id,
+                "event_type": inbound.event_type,
+                "received_time": job.received,
+                "occurred_time": inbound.occurred,
+                "status": item.status,
+                "ignored_reason": reason,
+                "payload": item.payload,
+                "ordering_key": inbound.ordering[0] if inbound.ordering else None,
+                "ordering_sequence": inbound.ordering[1] if inbound.ordering else None,
+            }
+        )
+        events.extend(_events(job.source, item, taken, positions))
+        outcomes.append(EventOutcome(inbound.event_id, inbound.event_type, item.status, reason))
+    return outcomes, rows, events
+
+
+def _events(
+    source: Source, item: _Prepared, taken: set[tuple[str, int]], positions: set[tuple[str, int]]
+) -> list[NewEvent]:
     inbound = item.inbound
+    events: list[NewEvent] = []
     if item.commands or inbound.ordering is not None:
         aggregate = aggregate_for(inbound)
         sequence = inbound.ordering[1] if inbound.ordering is not None else None
         if sequence is not None:
-            taken = (
-                await session.execute(
-                    select(outbox.c.event_id).where(
-                        outbox.c.aggregate == aggregate, outbox.c.aggregate_seq == sequence
-                    )
-                )
-            ).first()
-            if taken is not None:
+            if (aggregate, sequence) in taken or (aggregate, sequence) in positions:
                 raise WebhookError(
                     ORDERING_CONFLICT,
                     f"event {inbound.event_id}: position {sequence} of {aggregate} is another event's",
                     409,
                 )
+            positions.add((aggregate, sequence))
         accepted = events_pb2.WebhookAccepted(
             source=inbound.source,
             event_id=inbound.event_id,
@@ -325,31 +428,25 @@ async def _record_events(session: AsyncSession, source: Source, item: _Prepared)
         )
         if inbound.occurred is not None:
             accepted.occurred_time.CopyFrom(timestamp(inbound.occurred))
-        await record_event(
-            session,
-            domain=GATEWAY_DOMAIN,
-            obj="webhook",
-            verb="accepted",
-            aggregate=aggregate,
-            data=accepted,
-            sequence=sequence,
-        )
+        events.append(NewEvent(GATEWAY_DOMAIN, "webhook", "accepted", aggregate, accepted, sequence))
     if item.status == IGNORED:
-        return
+        return events
     for fetch in inbound.fetches:
-        await record_event(
-            session,
-            domain=GATEWAY_DOMAIN,
-            obj="record",
-            verb="fetch_requested",
-            aggregate=f"{fetch.system}:{fetch.object_type}"[:_AGGREGATE_LIMIT],
-            data=events_pb2.RecordFetchRequested(
-                system=fetch.system,
-                object_type=fetch.object_type,
-                record_ids=fetch.record_ids,
-                reason=fetch.reason,
-                full_resync=fetch.full_resync,
-                source=inbound.source,
-                event_id=inbound.event_id,
-            ),
+        events.append(
+            NewEvent(
+                GATEWAY_DOMAIN,
+                "record",
+                "fetch_requested",
+                f"{fetch.system}:{fetch.object_type}"[:_AGGREGATE_LIMIT],
+                events_pb2.RecordFetchRequested(
+                    system=fetch.system,
+                    object_type=fetch.object_type,
+                    record_ids=fetch.record_ids,
+                    reason=fetch.reason,
+                    full_resync=fetch.full_resync,
+                    source=inbound.source,
+                    event_id=inbound.event_id,
+                ),
+            )
         )
+    return events
