@@ -31,8 +31,9 @@ from syncmesh.ops.v1 import ops_pb2, ops_pb2_grpc
 from syncmesh.payments.v1 import payments_pb2, payments_pb2_grpc
 
 from gateway.app import Webhooks, create_app, start_gateway
-from gateway.webhooks import registry
+from gateway.webhooks import intake, registry
 from gateway.webhooks.dispatch import DISPATCH_CONSUMER, dispatch_consumer, request_id_for
+from gateway.webhooks.intake import IntakeResult, accept
 from gateway.webhooks.model import Command, FetchRequest, Inbound, Lookup, Request, WebhookError
 from gateway.webhooks.store import GATEWAY_DOMAIN, open_dispatch_db, open_gateway_db, webhook_inbox
 from gateway.webhooks.stripe import StripeSource
@@ -1088,3 +1089,107 @@ async def test_stripe_payment_intent_is_recorded_as_a_payment(env: Env) -> None:
     await eventually(settled, "the payment was recorded or dead-lettered")
     (payment,) = await env.payments(customer.name)
     assert (payment.amount.currency_code, payment.amount.units) == ("JPY", 150000)
+
+
+# --- group commit ------------------------------------------------------------------------------
+
+
+def lab_request(event: Mapping[str, Any]) -> Request:
+    body, headers = signed(event)
+    return Request("POST", "http://gateway.test/webhooks/sources/lab", headers, body)
+
+
+async def accept_together(env: Env, events: list[dict[str, Any]]) -> list[IntakeResult | BaseException]:
+    """Every event delivered at once, straight to the intake: each request is verified,
+    parsed and queued before the writer task first runs, so they share one group commit."""
+    source = LabSource()
+    return await asyncio.gather(
+        *(accept(source, lab_request(e), env.db, env.bus, env.settings) for e in events),
+        return_exceptions=True,
+    )
+
+
+async def test_group_commit_stores_each_event_once_and_answers_each_request(env: Env) -> None:
+    """36 requests at once: 25 distinct events, 10 of them delivered again (the first twice) in the
+    same batch, 5 of the events about one customer. One 202 per event, a 200 duplicate for
+    every other delivery, one inbox row and one WebhookAccepted each, and that customer's
+    events numbered 1..5 in arrival order, all in fewer transactions than requests."""
+    shared = unique("cus_")
+    distinct = [
+        lab_event(
+            "customer.updated", {"id": shared if i < 5 else unique("cus_"), "customer": customer_json()}
+        )
+        for i in range(25)
+    ]
+    deliveries = [distinct[0], *distinct, *distinct[:10]]  # the first one twice in a row, up front
+    writer = intake.writer_for(env.db)
+    batches_before, retried_before = writer.stats.batches, writer.stats.retried_alone
+    results = await accept_together(env, deliveries)
+    answers: dict[str, list[int]] = {}
+    for event, result in zip(deliveries, results, strict=True):
+        assert isinstance(result, IntakeResult), result
+        answers.setdefault(event["id"], []).append(result.status)
+        if result.status == 200:
+            assert result.body["events"][0]["outcome"] == "duplicate"
+    assert answers == {
+        e["id"]: [202, 200, 200] if i == 0 else [202, 200] if i < 10 else [202]
+        for i, e in enumerate(distinct)
+    }
+    assert writer.stats.batches - batches_before < len(deliveries) / 4
+    assert writer.stats.retried_alone == retried_before  # the batch itself stored them
+    accepted: dict[str, list[tuple[str, int]]] = {}
+    async with env.reader.transaction() as session:
+        rows = (
+            await session.execute(select(outbox.c.aggregate, outbox.c.aggregate_seq, outbox.c.payload))
+        ).all()
+    for row in rows:
+        data = decode(row.payload)[1]
+        if isinstance(data, events_pb2.WebhookAccepted):
+            accepted.setdefault(data.event_id, []).append((row.aggregate, row.aggregate_seq))
+    for event in distinct:
+        assert len(await env.inbox_rows(event["id"])) == 1
+        assert len(accepted[event["id"]]) == 1
+    assert [accepted[e["id"]][0] for e in distinct[:5]] == [
+        (f"lab:lab:customer:{shared}", seq) for seq in range(1, 6)
+    ]
+
+
+async def test_a_bad_request_in_a_group_commit_does_not_fail_the_others(env: Env) -> None:
+    """One batch holds 8 good events, a second event claiming an ordered position another
+    event of the batch takes (409 ORDERING_CONFLICT, planned out of the batch), and an
+    ordered event whose sequence is beyond the database's BIGINT range: it makes the batch
+    transaction fail in the database, so each request is stored again alone. The good ones
+    are stored and answered 202; the two bad ones get no 2xx and store nothing."""
+    tx = unique("tx-")
+    good = [
+        lab_event("customer.updated", {"id": unique("cus_"), "customer": customer_json()}) for _ in range(8)
+    ]
+    first = lab_event(
+        "ordered.change", {"id": unique("acct_"), "tx": tx, "seq": 1, "customer": customer_json()}
+    )
+    rival = lab_event(
+        "ordered.change", {"id": unique("acct_"), "tx": tx, "seq": 1, "customer": customer_json()}
+    )
+    too_big = lab_event(
+        "ordered.change",
+        {"id": unique("acct_"), "tx": unique("tx-"), "seq": 2**63, "customer": customer_json()},
+    )
+    writer = intake.writer_for(env.db)
+    retried_before = writer.stats.retried_alone
+    deliveries = [*good[:4], first, too_big, rival, *good[4:]]
+    results = await accept_together(env, deliveries)
+    by_id = {event["id"]: result for event, result in zip(deliveries, results, strict=True)}
+    for event in [*good, first]:
+        result = by_id[event["id"]]
+        assert isinstance(result, IntakeResult) and result.status == 202, result
+        assert len(await env.inbox_rows(event["id"])) == 1
+        assert len(await env.accepted_events(event["id"])) == 1
+    conflict = by_id[rival["id"]]
+    assert isinstance(conflict, IntakeResult)
+    assert (conflict.status, conflict.body["error"]["reason"]) == (409, "ORDERING_CONFLICT")
+    refused = by_id[too_big["id"]]
+    assert isinstance(refused, BaseException) or refused.status >= 500, refused
+    assert writer.stats.retried_alone - retried_before == len(deliveries)
+    for event in (rival, too_big):
+        assert await env.inbox_rows(event["id"]) == []
+        assert await env.accepted_events(event["id"]) == []
