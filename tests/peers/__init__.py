@@ -1,0 +1,1 @@
+"""Real peer systems started by the test suite (Tryton, ...)."""
