@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import delete
 
 from services.connectors.base import PermanentVendorError, StepKey, TransientVendorError
+from services.connectors.budget import CircuitBreaker, RateBudget
 from services.connectors.erp.tryton import (
     ERP_RECORD_MISSING,
     Change,
@@ -31,8 +33,11 @@ from services.connectors.erp.tryton import (
     TrytonClient,
     TrytonConnector,
     TrytonPoller,
+    budget_guard,
+    recorded_steps,
 )
-from services.connectors.store import open_connectors_db
+from services.connectors.http import LOOPBACK, OutboundPolicy
+from services.connectors.store import connector_writes, open_connectors_db
 from services.platform.db import Database
 from tests.conftest import make_settings, unique
 from tests.peers.tryton import TrytonServer, available, running_server
@@ -47,26 +52,42 @@ def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonServer]:
 
 
 @pytest.fixture(scope="module")
-async def erp(tryton: TrytonServer) -> AsyncIterator[TrytonConnector]:
-    client = TrytonClient(tryton.url, tryton.database, tryton.user, tryton.password)
-    m = tryton.manifest
-    connector = TrytonConnector(
-        client,
-        account=f"tryton-{unique()}",
-        company=m["company"],
-        default_payment_term=m["payment_term_name"],
-        payment_method=m["payment_method_name"],
-        account_category=m["account_category_name"],
-    )
-    yield connector
-    await connector.close()
-
-
-@pytest.fixture(scope="module")
 async def connectors_db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
     db = await open_connectors_db(make_settings("sqlite", tmp_path_factory.mktemp("connectors")))
     yield db
     await db.dispose()
+
+
+@pytest.fixture(scope="module")
+async def erp(tryton: TrytonServer, connectors_db: Database) -> AsyncIterator[TrytonConnector]:
+    """The connector as production wires it: the outbound policy (loopback allowlisted, as
+    tests must), the account's budget and breaker in the connectors database, and the steps
+    recorded there."""
+    account = f"tryton-{unique()}"
+    guard = budget_guard(
+        RateBudget(connectors_db, "tryton", account, rate_per_s=500, burst=100),
+        CircuitBreaker(connectors_db, "tryton", account),
+    )
+    client = TrytonClient(
+        tryton.url,
+        tryton.database,
+        tryton.user,
+        tryton.password,
+        policy=OutboundPolicy([LOOPBACK]),
+        guard=guard,
+    )
+    m = tryton.manifest
+    connector = TrytonConnector(
+        client,
+        account=account,
+        company=m["company"],
+        default_payment_term=m["payment_term_name"],
+        payment_method=m["payment_method_name"],
+        account_category=m["account_category_name"],
+        steps=recorded_steps(connectors_db, account),
+    )
+    yield connector
+    await connector.close()
 
 
 def key(step: str) -> StepKey:
@@ -124,8 +145,9 @@ async def test_party_upsert_creates_updates_and_is_idempotent(erp: TrytonConnect
         billing_address=ErpAddress("Neue Str. 2", "20095", "Hamburg"),
         shipping_address=ErpAddress("Lager 3", "20095", "Hamburg"),
     )
-    updated = await erp.upsert_customer(changed, step)
-    again = await erp.upsert_customer(changed, step)
+    update_step = key("erp-customer-update")
+    updated = await erp.upsert_customer(changed, update_step)
+    again = await erp.upsert_customer(changed, update_step)
     assert updated.external_id == again.external_id == created.external_id
     assert await count(erp, "party.party", [["code", "=", f"customers/{name}"]]) == 1
     (party,) = await erp.rpc(
@@ -193,16 +215,24 @@ async def test_order_to_paid_invoice_and_credit_note(erp: TrytonConnector) -> No
     print(f"order -> paid -> credited: {time.monotonic() - started:.2f} s")
 
 
-async def test_order_retried_with_the_same_step_is_one_sale(erp: TrytonConnector) -> None:
+async def test_order_retried_with_the_same_step_is_one_sale(
+    erp: TrytonConnector, connectors_db: Database
+) -> None:
     sale_id, _, step = await new_sale(erp)
     (sale,) = await erp.rpc("sale.sale", "read", [sale_id], ["party", "lines", "currency"])
     (line,) = await erp.rpc("sale.line", "read", sale["lines"], ["product", "quantity", "unit_price"])
     order = ErpOrder(
         "orders/x", sale["party"], "USD", (ErpOrderLine(line["product"], Decimal(1), line["unit_price"]),)
     )
-    # No bookkeeping here at all: the retry finds the sale by the step key stamped on it.
-    retried = await erp.create_order(order, step)
+    retried = await erp.create_order(order, step)  # from the connectors database's record
     assert int(retried.external_id) == sale_id
+    # The record lost (a worker died between Tryton's answer and the bookkeeping): the retry
+    # finds the sale by the step key stamped on it.
+    async with connectors_db.transaction() as session:
+        gone = await session.execute(delete(connector_writes).where(connector_writes.c.step_key == str(step)))
+    assert gone.rowcount == 1  # type: ignore[attr-defined]
+    found = await erp.create_order(order, step)
+    assert int(found.external_id) == sale_id
     assert await count(erp, "sale.sale", [["reference", "=", str(step)]]) == 1
 
     # A sale an earlier attempt created but did not confirm is confirmed by the retry.

@@ -52,10 +52,16 @@ from services.connectors.base import (
     Capability,
     ExternalLink,
     PermanentVendorError,
+    Priority,
     StepKey,
     TransientVendorError,
     VendorError,
 )
+from services.connectors.budget import CircuitBreaker, RateBudget, guarded
+from services.connectors.http import OutboundPolicy
+from services.connectors.idempotency import once
+from services.connectors.store import load_checkpoint, save_checkpoint
+from services.platform.db import Database
 
 SYSTEM = "tryton"
 T = TypeVar("T")
@@ -204,12 +210,25 @@ class _SessionExpired(Exception):
 Guard = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
+def budget_guard(
+    budget: RateBudget | None, breaker: CircuitBreaker | None, priority: Priority = Priority.LIVE
+) -> Guard:
+    """A TrytonClient guard: every exchange under the account's budget and breaker."""
+
+    async def guard(call: Callable[[], Awaitable[Any]]) -> Any:
+        return await guarded(call, budget=budget, breaker=breaker, priority=priority)
+
+    return guard
+
+
 class TrytonClient:
     """One Tryton user's session on one database.
 
-    `guard`, when given, wraps every HTTP exchange (the account's shared rate budget and
-    circuit breaker); `http` is the aiohttp session to use (the outbound URL policy's), else
-    one of its own.
+    `guard`, when given, wraps every HTTP exchange: `budget_guard(...)` puts each one under
+    the account's shared rate budget and circuit breaker (services/connectors/budget.py).
+    `policy` (services/connectors/http.py) checks the URL and every address and redirect the
+    session meets; `http` is an aiohttp session of the caller's (then `policy` is unused);
+    with neither, a plain session of its own.
     """
 
     def __init__(
@@ -220,6 +239,7 @@ class TrytonClient:
         password: str,
         *,
         http: aiohttp.ClientSession | None = None,
+        policy: OutboundPolicy | None = None,
         timeout: float = 30.0,
         guard: Guard | None = None,
     ) -> None:
@@ -231,6 +251,7 @@ class TrytonClient:
         self._own_http = http is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._guard = guard
+        self._policy = policy
         self._auth: str | None = None
         self._ids = itertools.count(1)
         self._login_lock = asyncio.Lock()
@@ -238,7 +259,7 @@ class TrytonClient:
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
-            self._http = aiohttp.ClientSession()
+            self._http = self._policy.session() if self._policy is not None else aiohttp.ClientSession()
         return self._http
 
     async def _post(self, method: str, params: Sequence[Any], auth: str | None) -> Any:
@@ -418,6 +439,17 @@ async def find_then_do(key: StepKey, object_type: str, find: Find, do: Do) -> Ex
     return found if found is not None else await do()
 
 
+def recorded_steps(db: Database, account: str) -> StepRunner:
+    """The runner with bookkeeping (services/connectors/idempotency.once): a step recorded in
+    the connectors database returns its link without calling Tryton; else `find` (the stamp),
+    else `do`; concurrent workers on one step make one write."""
+
+    async def run(key: StepKey, object_type: str, find: Find, do: Do) -> ExternalLink:
+        return await once(db, key, SYSTEM, object_type, write=do, find=find, account=account)
+
+    return run
+
+
 # --- connector --------------------------------------------------------------------------------
 
 
@@ -531,7 +563,7 @@ class TrytonConnector:
         """Create or update the party whose code is the customer's canonical name."""
 
         async def find() -> ExternalLink | None:
-            return None  # an upsert always writes: the party itself is found by its code
+            return None  # an upsert writes once per step: the party itself is found by its code
 
         async def do() -> ExternalLink:
             return await self._upsert_party(customer)
@@ -987,17 +1019,13 @@ Change = CustomerChange | InvoiceChange | PaymentChange
 class CheckpointStore:
     """Where the poller keeps its cursors: services/connectors/store.py's poll_checkpoints."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     async def load(self, system: str, account: str, feed: str) -> Any | None:
-        from services.connectors.store import load_checkpoint
-
         return await load_checkpoint(self.db, system, account, feed)
 
     async def save(self, system: str, account: str, feed: str, cursor: Any) -> None:
-        from services.connectors.store import save_checkpoint
-
         await save_checkpoint(self.db, system, account, feed, cursor)
 
 
