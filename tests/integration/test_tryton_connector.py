@@ -321,3 +321,23 @@ async def test_poller_reports_payment_terms_invoices_and_payments(
     assert parties and parties[-1].payment_terms == "Direct"
     assert invoices and invoices[-1].state == "paid"
     assert [p.amount for p in payments] == [Decimal("20.00")]
+
+
+async def test_poller_rereads_the_skew_window_for_late_commits(
+    erp: TrytonConnector, connectors_db: Database
+) -> None:
+    links = [await erp.upsert_customer(customer(unique("c")), key("c")) for _ in range(2)]
+    ids = [int(link.external_id) for link in links]
+    await erp.rpc("party.party", "write", ids, {"name": "Late"})
+    (stamp,) = {r["write_date"] for r in await erp.rpc("party.party", "read", ids, ["write_date"])}
+    feed = Feed("party.party:written", "party.party", "write_date", (["id", "in", ids],))
+    store = CheckpointStore(connectors_db)
+    poller = TrytonPoller(erp, store, page_size=10, feeds=[feed], skew=dt.timedelta(seconds=30))
+    # As if a later record moved the cursor on and ids[0]'s transaction committed after that
+    # poll: its stamp is below the cursor, and only ids[1] was seen.
+    ahead = stamp + dt.timedelta(seconds=5)
+    cursor = {"stamp": ahead.isoformat(), "id": 0, "seen": [[ids[1], stamp.isoformat()]]}
+    await store.save("tryton", erp.account, feed.name, cursor)
+    changes = await poller.poll()
+    assert [c.party for c in changes if isinstance(c, CustomerChange)] == [ids[0]]
+    assert await poller.poll() == []
