@@ -56,15 +56,6 @@ from tests.peers.localstripe import LocalStripe, localstripe_server  # noqa: F40
 WEBHOOK_SECRET = "whsec_localstripe_0123456789"
 
 
-# SQLite only for now: on PostgreSQL, services/connectors/store.insert_ignore takes the dialect
-# from `session.bind` (None for the platform's sessions), builds a SQLite INSERT whose rowcount
-# is -1 there, so idempotency.once never sees its own claim and waits forever.
-# Back to conftest's BACKENDS when that is fixed.
-@pytest.fixture(scope="module", params=["sqlite"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture(scope="module")
 def settings(backend: str, module_tmp: Path) -> Any:
     s = make_settings(backend, module_tmp, stripe_webhook_secret=WEBHOOK_SECRET)
