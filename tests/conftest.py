@@ -122,3 +122,16 @@ def ops() -> tuple[tuple[str, str], ...]:
 
 def request_id() -> str:
     return str(uuid.uuid4())
+
+
+@pytest.fixture(scope="session")
+def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real trytond 8.2 on loopback for the session (tests/peers/tryton.py: the template
+    database is built once per machine and copied here)."""
+    from tests.peers.tryton import available, running_server
+
+    why = available()
+    if why is not None:
+        pytest.skip(why)
+    with running_server(tmp_path_factory.mktemp("tryton")) as server:
+        yield server

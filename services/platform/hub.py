@@ -34,6 +34,7 @@ from gateway.rest import add_rest_routes
 from gateway.webhooks.dispatch import dispatch_consumer
 from gateway.webhooks.registry import load_sources
 from gateway.webhooks.store import GATEWAY_DB, GATEWAY_DOMAIN, open_dispatch_db, open_gateway_db
+from services.connectors.runtime import ErpSync, crm_consumer_specs
 from services.platform.consumer import Consumer
 from services.platform.db import Database, database_for
 from services.platform.nats import Bus, EmbeddedNats
@@ -76,6 +77,7 @@ class Running:
     relays: RelayGroup | None = None
     databases: dict[str, Database] = field(default_factory=dict)
     dispatcher: Consumer | None = None  # the webhook dispatcher (http role)
+    erp_sync: ErpSync | None = None  # ERP changes back into syncmesh (consume role, Tryton configured)
     peers: Peers | None = None  # the dispatcher's channels when no hub runs here
 
     @property
@@ -102,6 +104,8 @@ class Running:
             await self.runner.cleanup()
         if self.dispatcher is not None:
             await self.dispatcher.stop()  # before the server its calls go to
+        if self.erp_sync is not None:
+            await self.erp_sync.stop()
         if self.hub is not None:
             await self.hub.stop()
         if self.relays is not None:
@@ -154,7 +158,14 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
             running.bus = await Bus.connect(nats_url)
         if "grpc" in roles:
             assert running.bus is not None
-            running.hub = await start_hub(settings, running.bus, consume="consume" in roles)
+            consume = "consume" in roles
+            # The CRM write-back runs where the orders service and its consumers run.
+            crm = crm_consumer_specs(settings) if consume and "orders" in settings.services else []
+            running.hub = await start_hub(settings, running.bus, consume=consume, extra_consumers=crm)
+            if consume and settings.connectors.tryton is not None and "customers" in settings.services:
+                assert running.hub.peers is not None
+                running.erp_sync = ErpSync(settings, running.hub.peers.channel("customers"))
+                running.erp_sync.start()
         relays: list[OutboxRelay] = []
         if "relay" in roles and (settings.run_relay or "grpc" not in roles):
             assert running.bus is not None

@@ -95,6 +95,8 @@ class ConsumerSpec:
     filter_subject: str | None = None  # below the subject root, e.g. "orders.order.>"
     service: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Run once with the hosting context before the consumer starts (e.g. create its tables).
+    prepare: Callable[[ServiceContext], Awaitable[None]] | None = None
 
 
 # A scheduled job: one run, returning how many objects it changed.
@@ -170,7 +172,7 @@ class Hub:
             contexts[svc.name] = ctx
             svc.register(self.server, ctx)
             await self.health.set(svc.full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self._build_consumers(contexts)
+        await self._build_consumers(contexts)
         ops_api.register(self.server, self.databases, self.consumers)
         await self.health.set(ops_api.FULL_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.extra_handlers:
@@ -211,10 +213,11 @@ class Hub:
                 if changed:
                     log.info("scheduled job %s changed %d object(s)", name, changed)
 
-    def _build_consumers(self, contexts: Mapping[str, ServiceContext]) -> None:
+    async def _build_consumers(self, contexts: Mapping[str, ServiceContext]) -> None:
         specs = [(spec, spec.service or svc.name) for svc in self.services for spec in svc.consumers] + [
             (spec, spec.service) for spec in self.extra_consumers
         ]
+        prepared: set[tuple[Any, str]] = set()
         for spec, service in specs:
             if service not in contexts:
                 raise ValueError(
@@ -224,6 +227,9 @@ class Hub:
             if spec.name in self.consumers:
                 raise ValueError(f"two consumers are named {spec.name!r}")
             ctx = contexts[service]
+            if spec.prepare is not None and (spec.prepare, service) not in prepared:
+                await spec.prepare(ctx)
+                prepared.add((spec.prepare, service))
             self.consumers[spec.name] = Consumer(
                 spec.name,
                 spec.handler(ctx),

@@ -42,6 +42,47 @@ class AuthSettings(BaseModel):
         return tokens
 
 
+class TrytonConnectorSettings(BaseModel):
+    """The ERP: one company of one Tryton database, reached over JSON-RPC."""
+
+    url: str  # e.g. "https://erp.example.com"
+    database: str
+    user: str = "admin"
+    password: SecretStr
+    company: int = Field(default=1, ge=1)
+    account: str = "default"  # names the budget/breaker/checkpoints of this connection
+    # Names of Tryton records the connector uses for new documents.
+    payment_term: str = ""
+    payment_method: str = ""
+    account_category: str = ""
+    # How often ERP-owned changes (payment terms, tax ids) are polled back into syncmesh.
+    poll_interval_seconds: float = Field(default=30.0, gt=0)
+
+
+class HubSpotConnectorSettings(BaseModel):
+    """CRM write-back to HubSpot deals (a private app's access token)."""
+
+    access_token: SecretStr
+    host: str = "https://api.hubapi.com"
+    account: str = "default"
+
+
+class SalesforceConnectorSettings(BaseModel):
+    """CRM write-back to Salesforce opportunities (a session id / OAuth access token)."""
+
+    instance_url: str
+    session_id: SecretStr
+    account: str = "default"
+
+
+class ConnectorsSettings(BaseModel):
+    """Which vendor systems this deployment drives; unset ones are not used."""
+
+    tryton: TrytonConnectorSettings | None = None
+    hubspot: HubSpotConnectorSettings | None = None
+    salesforce: SalesforceConnectorSettings | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SYNCMESH_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -118,6 +159,8 @@ class Settings(BaseSettings):
     # Request budget per vendor system (requests per second, shared by every worker process),
     # e.g. {"stripe": 24, "tryton": 50}; a system not named uses its connector's default.
     vendor_rate_limits: dict[str, float] = Field(default_factory=dict)
+    # The vendor systems the worker role drives (ERP polling, CRM write-back); see README.
+    connectors: ConnectorsSettings = Field(default_factory=ConnectorsSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -40,15 +40,9 @@ from services.connectors.http import LOOPBACK, OutboundPolicy
 from services.connectors.store import connector_writes, open_connectors_db
 from services.platform.db import Database
 from tests.conftest import make_settings, unique
-from tests.peers.tryton import TrytonServer, available, running_server
+from tests.peers.tryton import TrytonServer, available
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
-
-
-@pytest.fixture(scope="session")
-def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonServer]:
-    with running_server(tmp_path_factory.mktemp("tryton")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
