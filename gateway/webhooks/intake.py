@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -332,31 +332,36 @@ async def _store_batch(db: Database, jobs: Sequence[_Job]) -> list[_Outcomes | B
             events.extend(new_events)
             results.append(outcomes)
         if inbox_rows:
-            await session.execute(insert(webhook_inbox), inbox_rows)
+            await session.execute(_INSERT_INBOX, inbox_rows)
         await record_events(session, events)
     return results
+
+
+# The batch's statements, built once (expanding IN lists: one cached compilation each).
+_STORED_KEYS = select(webhook_inbox.c.source, webhook_inbox.c.event_id).where(
+    webhook_inbox.c.source.in_(bindparam("sources", expanding=True)),
+    webhook_inbox.c.event_id.in_(bindparam("event_ids", expanding=True)),
+)
+_TAKEN_POSITIONS = select(outbox.c.aggregate, outbox.c.aggregate_seq).where(
+    outbox.c.aggregate.in_(bindparam("aggregates", expanding=True)),
+    outbox.c.aggregate_seq.in_(bindparam("sequences", expanding=True)),
+)
+_INSERT_INBOX = insert(webhook_inbox)
 
 
 async def _stored_keys(session: AsyncSession, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
     if not keys:
         return set()
-    query = select(webhook_inbox.c.source, webhook_inbox.c.event_id).where(
-        webhook_inbox.c.source.in_(sorted({source for source, _ in keys})),
-        webhook_inbox.c.event_id.in_(sorted({event_id for _, event_id in keys})),
-    )
-    return {(row.source, row.event_id) for row in (await session.execute(query)).all()} & keys
+    params = {"sources": sorted({s for s, _ in keys}), "event_ids": sorted({e for _, e in keys})}
+    return {(row.source, row.event_id) for row in (await session.execute(_STORED_KEYS, params)).all()} & keys
 
 
 async def _taken_positions(session: AsyncSession, positions: set[tuple[str, int]]) -> set[tuple[str, int]]:
     if not positions:
         return set()
-    query = select(outbox.c.aggregate, outbox.c.aggregate_seq).where(
-        outbox.c.aggregate.in_(sorted({aggregate for aggregate, _ in positions})),
-        outbox.c.aggregate_seq.in_(sorted({seq for _, seq in positions})),
-    )
-    return {
-        (row.aggregate, int(row.aggregate_seq)) for row in (await session.execute(query)).all()
-    } & positions
+    params = {"aggregates": sorted({a for a, _ in positions}), "sequences": sorted({q for _, q in positions})}
+    rows = (await session.execute(_TAKEN_POSITIONS, params)).all()
+    return {(row.aggregate, int(row.aggregate_seq)) for row in rows} & positions
 
 
 def _position(item: _Prepared) -> tuple[str, int] | None:

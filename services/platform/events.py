@@ -17,7 +17,7 @@ from typing import Any
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from opentelemetry import propagate
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from syncmesh.events.v1 import events_pb2
 
@@ -79,6 +79,15 @@ class NewEvent:
     sequence: int | None = None
 
 
+# record_events' statements, built once (an expanding IN list: one cached compilation).
+_LAST_SEQUENCES = (
+    select(outbox.c.aggregate, func.max(outbox.c.aggregate_seq))
+    .where(outbox.c.aggregate.in_(bindparam("aggregates", expanding=True)))
+    .group_by(outbox.c.aggregate)
+)
+_INSERT_OUTBOX = insert(outbox)
+
+
 async def record_events(session: AsyncSession, events: Sequence[NewEvent]) -> list[str]:
     """Append several events to the outbox with two statements; their ids, in order.
 
@@ -97,12 +106,8 @@ async def record_events(session: AsyncSession, events: Sequence[NewEvent]) -> li
     counted = {event.aggregate for event in events if event.sequence is None}
     last: dict[str, int] = {}
     if counted:
-        query = (
-            select(outbox.c.aggregate, func.max(outbox.c.aggregate_seq))
-            .where(outbox.c.aggregate.in_(sorted(counted)))
-            .group_by(outbox.c.aggregate)
-        )
-        last = {aggregate: int(seq or 0) for aggregate, seq in (await session.execute(query)).all()}
+        found = await session.execute(_LAST_SEQUENCES, {"aggregates": sorted(counted)})
+        last = {aggregate: int(seq or 0) for aggregate, seq in found.all()}
     rows = []
     for event in events:
         sequence = event.sequence
@@ -110,7 +115,7 @@ async def record_events(session: AsyncSession, events: Sequence[NewEvent]) -> li
             sequence = last.get(event.aggregate, 0) + 1
         last[event.aggregate] = max(last.get(event.aggregate, 0), sequence)
         rows.append(_outbox_row(event.domain, event.obj, event.verb, event.aggregate, event.data, sequence))
-    await session.execute(insert(outbox), rows)
+    await session.execute(_INSERT_OUTBOX, rows)
     return [str(row["event_id"]) for row in rows]
 
 
