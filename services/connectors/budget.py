@@ -70,38 +70,31 @@ class RateBudget:
         self.rate_per_s = rate_per_s
         self.burst = burst
         self.backfill_share = backfill_share
-        self._created = False
 
     def _floor(self, priority: Priority) -> float:
         """Tokens a caller of this priority must leave in the bucket."""
         return self.burst * self.backfill_share if priority is Priority.BACKFILL else 0.0
 
     async def _row(self, session: AsyncSession) -> tuple[float, Row[Any]]:
-        if not self._created:
-            await session.execute(
-                insert_ignore(
-                    session,
-                    vendor_budgets,
-                    {
-                        "system": self.system,
-                        "account": self.account,
-                        "tokens": float(self.burst),
-                        "updated_at": await db_now(session),
-                        "blocked_until": 0.0,
-                    },
-                )
-            )
-            self._created = True
-        row = (
-            await session.execute(
-                _for_update(
-                    self.db,
-                    select(vendor_budgets).where(
-                        vendor_budgets.c.system == self.system, vendor_budgets.c.account == self.account
-                    ),
-                )
-            )
-        ).one()
+        """The account's bucket, locked for this transaction (created full on first use)."""
+        stmt = _for_update(
+            self.db,
+            select(vendor_budgets).where(
+                vendor_budgets.c.system == self.system, vendor_budgets.c.account == self.account
+            ),
+        )
+        row = (await session.execute(stmt)).first()
+        if row is None:
+            # Several workers may create it at once: one insert wins, the others wait for it.
+            values = {
+                "system": self.system,
+                "account": self.account,
+                "tokens": float(self.burst),
+                "updated_at": await db_now(session),
+                "blocked_until": 0.0,
+            }
+            await session.execute(insert_ignore(session, vendor_budgets, values))
+            row = (await session.execute(stmt)).one()
         return await db_now(session), row
 
     async def try_acquire(self, priority: Priority = Priority.LIVE) -> float:
@@ -176,23 +169,20 @@ class CircuitBreaker:
         self.account = account
         self.failure_threshold = failure_threshold
         self.reset_seconds = reset_seconds
-        self._created = False
 
     def _where(self, stmt: Any) -> Any:
         return stmt.where(vendor_circuits.c.system == self.system, vendor_circuits.c.account == self.account)
 
     async def _row(self, session: AsyncSession, *, lock: bool) -> Row[Any]:
-        if not self._created:
-            await session.execute(
-                insert_ignore(
-                    session,
-                    vendor_circuits,
-                    {"system": self.system, "account": self.account, "state": CLOSED, "failures": 0},
-                )
-            )
-            self._created = True
         stmt = self._where(select(vendor_circuits))
-        return (await session.execute(_for_update(self.db, stmt) if lock else stmt)).one()
+        if lock:
+            stmt = _for_update(self.db, stmt)
+        row = (await session.execute(stmt)).first()
+        if row is None:  # first use: closed (several workers may create it at once)
+            values = {"system": self.system, "account": self.account, "state": CLOSED, "failures": 0}
+            await session.execute(insert_ignore(session, vendor_circuits, values))
+            row = (await session.execute(stmt)).one()
+        return row
 
     async def state(self) -> str:
         """closed, open or half_open (as stored; an open circuit past its reset time is

@@ -116,9 +116,9 @@ async def _claim(
                     "claimed_until": now + lease,
                     "result": {"claim": claim},
                 },
-            )
+            ).returning(connector_writes.c.id)
         )
-        if inserted.rowcount == 1:  # type: ignore[attr-defined]
+        if inserted.first() is not None:  # this caller's row: the claim is ours
             return True
         row = (
             await session.execute(select(connector_writes).where(connector_writes.c.step_key == step_key))
