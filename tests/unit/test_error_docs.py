@@ -16,6 +16,11 @@ of `WebhookError(reason, message, status)`, `error_result(status, reason, ...)` 
 `unavailable(reason, ...)`, listed in `| Webhook reason | HTTP | When |` tables of the
 `## Gateway ...` section, with the HTTP status the code gives where it is a literal.
 
+Connectors (services/connectors/) raise vendor errors: the reason of
+`TransientVendorError(system, reason, message, ...)` / `PermanentVendorError(...)` (second
+positional argument or `reason=`), listed in `| Vendor reason | Class | When |` tables of the
+`## Connectors` section with the kind (transient or permanent) the code raises it as.
+
 The REST gateway's own errors (gateway/rest.py) are `GatewayError(reason, message,
 status="<canonical code>", http=<status, when not the code's>)`: top-level reasons with a gRPC
 code, listed in `| Reason | gRPC code | HTTP | ...` tables of a `## Gateway ...` section.
@@ -40,7 +45,7 @@ SERVICES = ROOT / "services"
 GATEWAY_DIR = ROOT / "gateway"
 DOC = ROOT / "docs" / "errors.md"
 
-TOP, FIELD, READINESS, WEBHOOK = "top-level", "field", "readiness", "webhook"
+TOP, FIELD, READINESS, WEBHOOK, VENDOR = "top-level", "field", "readiness", "webhook", "vendor"
 PLATFORM = "platform"
 GATEWAY = "gateway"
 TABLE_KINDS = {
@@ -48,7 +53,10 @@ TABLE_KINDS = {
     "Field-violation reason": FIELD,
     "Readiness reason": READINESS,
     "Webhook reason": WEBHOOK,
+    "Vendor reason": VENDOR,
 }
+# services/connectors/base.py: the vendor error classes and the kind each raises.
+VENDOR_ERRORS = {"TransientVendorError": "transient", "PermanentVendorError": "permanent"}
 
 # The canonical code names a doc row may name; the gateway maps each to HTTP (HTTP_STATUS).
 CODES = frozenset(HTTP_STATUS) - {"OK"}
@@ -224,6 +232,8 @@ def scan() -> Scan:
                 kind, expr, code = TOP, _argument(call, 0, "reason"), _code(call, classes[name])
             elif name == "FieldViolation":
                 kind, expr = FIELD, _argument(call, 2, "reason")
+            elif name in VENDOR_ERRORS:
+                kind, expr, code = VENDOR, _argument(call, 1, "reason"), VENDOR_ERRORS[name]
             elif name == "invalid":
                 kind, expr, code = TOP, _argument(call, 1, "reason"), ErrorCode.INVALID_ARGUMENT.value
                 if expr is None:  # the platform's default reason
@@ -329,7 +339,7 @@ def _cells(line: str) -> list[str]:
 
 
 def _section(heading: str) -> str:
-    first = heading.split()[0].lower()
+    first = heading.split()[0].lower().rstrip(":")  # "## Connectors: Stripe billing" -> connectors
     return PLATFORM if first == PLATFORM else first
 
 
@@ -353,6 +363,11 @@ def doc_rows() -> tuple[Row, ...]:
             continue
         match = _REASON_CELL.match(cells[0])
         assert match, f"docs/errors.md:{number}: the first cell must be one `REASON`, not {cells[0]!r}"
+        if kind == VENDOR:
+            assert len(cells) == 3, f"docs/errors.md:{number}: Vendor reason | Class | When"
+            kinds = frozenset(re.findall(r"transient|permanent", cells[1]))
+            rows.append(Row(number, section, kind, match.group(1), codes=kinds))
+            continue
         if kind == WEBHOOK:
             assert len(cells) == 3, f"docs/errors.md:{number}: Webhook reason | HTTP | When"
             http = frozenset(int(n) for n in re.findall(r"\d{3}", cells[1]))
@@ -492,3 +507,18 @@ def test_documented_webhook_statuses_match_the_code() -> None:
         assert literal <= row.http, (
             f"{where}: documented {sorted(row.http)}, the code answers {sorted(literal)}"
         )
+
+
+def test_documented_vendor_error_kinds_match_the_code() -> None:
+    kinds: dict[str, set[str | None]] = defaultdict(set)
+    for site in scan().sites:
+        if site.kind == VENDOR:
+            for reason in site.reasons:
+                kinds[reason].add(site.code)
+    for row in doc_rows():
+        if row.kind == VENDOR:
+            where = f"docs/errors.md:{row.line} `{row.reason}`"
+            assert row.codes, f"{where}: say whether it is transient or permanent"
+            assert kinds.get(row.reason, set()) <= row.codes, (
+                f"{where}: documented {sorted(row.codes)}, the code raises it as {kinds[row.reason]}"
+            )
