@@ -17,6 +17,7 @@ is used, so workers on several hosts agree; on SQLite all workers share one host
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,15 +117,19 @@ async def open_connectors_db(settings: Settings) -> Database:
 
 def insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any]) -> Any:
     """`INSERT ... ON CONFLICT DO NOTHING` for either database (a statement to execute)."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(**values)
+    stmt = (pg_insert if _dialect(session) == "postgresql" else sqlite_insert)(table).values(**values)
     return stmt.on_conflict_do_nothing()
+
+
+def _dialect(session: AsyncSession) -> str:
+    """The session's database dialect ("postgresql" or "sqlite"), however it was bound."""
+    return session.get_bind().dialect.name
 
 
 async def db_now(session: AsyncSession) -> float:
     """Now in epoch seconds: the PostgreSQL server's clock (shared by every host), else this
     host's (SQLite workers share one host)."""
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if _dialect(session) == "postgresql":
         value = (await session.execute(text("SELECT extract(epoch FROM clock_timestamp())"))).scalar_one()
         return float(value)
     return time.time()
@@ -158,11 +163,8 @@ async def save_checkpoint(
 
 
 async def _save_checkpoint(session: AsyncSession, system: str, account: str, feed: str, cursor: Any) -> None:
-    from datetime import UTC, datetime
-
     now = datetime.now(UTC)
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(poll_checkpoints).values(
+    stmt = (pg_insert if _dialect(session) == "postgresql" else sqlite_insert)(poll_checkpoints).values(
         system=system, account=account, feed=feed, cursor=cursor, updated_at=now
     )
     await session.execute(

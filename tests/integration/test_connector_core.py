@@ -91,7 +91,8 @@ async def test_backfill_waits_while_live_takes_the_tokens(workers: tuple[Databas
     backfill_wait = await backfill.try_acquire(Priority.BACKFILL)
     assert 0 < live_wait <= 1 / rate
     assert backfill_wait > live_wait
-    assert backfill_wait == pytest.approx((burst * 0.5 + 1) / rate, abs=0.02)
+    # Backfill needs half the burst more than live does (less what refilled between the calls).
+    assert (burst * 0.5) / rate - 0.03 <= backfill_wait - live_wait <= (burst * 0.5) / rate + 1e-6
 
     # Live traffic drawing the full rate for a second: backfill gets nothing meanwhile.
     counts = {"live": 0, "backfill": 0}
