@@ -87,6 +87,39 @@ DYNAMIC_REASONS: dict[tuple[str, str], frozenset[str]] = {
     # source raises it), and unavailable() passes its `reason` on (collected at its callers).
     ("gateway/webhooks/intake.py", "exc.reason"): frozenset(),
     ("gateway/webhooks/intake.py", "reason"): frozenset(),
+    # Connectors: a classify() helper's inner transient()/permanent() take the reason its
+    # branches pass (one per vendor failure kind).
+    ("services/connectors/billing/stripe.py", "transient_reason"): frozenset(
+        {"BILLING_RATE_LIMITED", "BILLING_CONNECTION_FAILED", "BILLING_UNAVAILABLE"}
+    ),
+    ("services/connectors/billing/stripe.py", "permanent_reason"): frozenset(
+        {
+            "BILLING_CARD_DECLINED",
+            "BILLING_AUTH_FAILED",
+            "BILLING_PERMISSION_DENIED",
+            "BILLING_IDEMPOTENCY_CONFLICT",
+            "BILLING_INVALID_REQUEST",
+            "BILLING_UNEXPECTED_RESPONSE",
+        }
+    ),
+    # tryton.py: an HTTP 401/403 (auth failed / access denied), and _id_by_name's `reason`
+    # (ERP_NOT_FOUND by default; ERP_PAYMENT_TERM_UNKNOWN where a payment term is looked up).
+    ("services/connectors/erp/tryton.py", "reason"): frozenset(
+        {"ERP_AUTH_FAILED", "ERP_ACCESS_DENIED", "ERP_NOT_FOUND", "ERP_PAYMENT_TERM_UNKNOWN"}
+    ),
+    # The CRM connectors share their reasons (services/connectors/crm/milestone.py) and map
+    # Salesforce errorCodes through tables (_TRANSIENT_CODES, _PERMANENT_CODES).
+    ("services/connectors/crm/hubspot.py", "CRM_UNAVAILABLE"): frozenset({"CRM_UNAVAILABLE"}),
+    ("services/connectors/crm/hubspot.py", "CRM_TLS_FAILED"): frozenset({"CRM_TLS_FAILED"}),
+    ("services/connectors/crm/salesforce.py", "CRM_RECORD_MISSING"): frozenset({"CRM_RECORD_MISSING"}),
+    ("services/connectors/crm/salesforce.py", "CRM_TLS_FAILED"): frozenset({"CRM_TLS_FAILED"}),
+    ("services/connectors/crm/salesforce.py", "CRM_UNAVAILABLE"): frozenset({"CRM_UNAVAILABLE"}),
+    ("services/connectors/crm/salesforce.py", "_TRANSIENT_CODES[code]"): frozenset(
+        {"CRM_RATE_LIMITED", "CRM_UNAVAILABLE"}
+    ),
+    ("services/connectors/crm/salesforce.py", "_PERMANENT_CODES[code]"): frozenset(
+        {"CRM_AUTH_FAILED", "CRM_RECORD_MISSING", "CRM_INVALID_PROPERTY"}
+    ),
 }
 
 # gateway/: what each refusal helper takes as (reason position, status position or None).

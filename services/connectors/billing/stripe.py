@@ -169,13 +169,13 @@ def classify(exc: stripe.StripeError) -> VendorError:
     }
     should_retry = str(headers.get("Stripe-Should-Retry", headers.get("stripe-should-retry", ""))).lower()
 
-    def transient(reason: str) -> TransientVendorError:
+    def transient(transient_reason: str) -> TransientVendorError:
         return TransientVendorError(
-            SYSTEM, reason, message, status=status, retry_after=retry_after, detail=detail
+            SYSTEM, transient_reason, message, status=status, retry_after=retry_after, detail=detail
         )
 
-    def permanent(reason: str) -> PermanentVendorError:
-        return PermanentVendorError(SYSTEM, reason, message, status=status, detail=detail)
+    def permanent(permanent_reason: str) -> PermanentVendorError:
+        return PermanentVendorError(SYSTEM, permanent_reason, message, status=status, detail=detail)
 
     if isinstance(exc.__cause__, VendorError):  # the outbound policy refused a request
         return exc.__cause__
