@@ -75,10 +75,19 @@ class SalesforceConnectorSettings(BaseModel):
     account: str = "default"
 
 
+class StripeConnectorSettings(BaseModel):
+    """The billing system: one Stripe account (subscriptions for recurring and usage lines)."""
+
+    api_key: SecretStr
+    api_base: str = "https://api.stripe.com"
+    account: str = "default"  # names the budget/breaker of this account
+
+
 class ConnectorsSettings(BaseModel):
     """Which vendor systems this deployment drives; unset ones are not used."""
 
     tryton: TrytonConnectorSettings | None = None
+    stripe: StripeConnectorSettings | None = None
     hubspot: HubSpotConnectorSettings | None = None
     salesforce: SalesforceConnectorSettings | None = None
 
