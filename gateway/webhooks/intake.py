@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import BigInteger, String, bindparam, cast, func, insert, literal, null, select, union_all
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,7 +58,7 @@ from syncmesh.events.v1 import events_pb2
 
 from gateway.webhooks import common
 from gateway.webhooks.batch import GroupWriter
-from gateway.webhooks.model import Command, Inbound, Request, Source, WebhookError
+from gateway.webhooks.model import Command, FetchRequest, Inbound, Request, Source, WebhookError
 from gateway.webhooks.store import ACCEPTED, FETCH, GATEWAY_DOMAIN, IGNORED, webhook_inbox
 from services.platform.db import Database
 from services.platform.events import NewEvent, record_events
@@ -304,18 +304,17 @@ def writer_for(db: Database) -> GroupWriter[_Job, _Outcomes]:
 async def _store_batch(db: Database, jobs: Sequence[_Job]) -> list[_Outcomes | BaseException]:
     """Store several requests' events in ONE transaction; one outcome per request.
 
-    Statements: one SELECT of the inbox keys already stored, one SELECT of the explicit
-    ordering positions already taken (only when some event is ordered), one multi-row
-    INSERT of inbox rows, then `record_events` (one SELECT of the aggregates' last
-    sequences, one multi-row INSERT of outbox rows). Requests are planned in arrival order
+    Statements: ONE query (`_lookup`) reads the inbox keys already stored, the explicit
+    ordering positions already taken and the last sequence of every aggregate the batch may
+    count on; then one multi-row INSERT of inbox rows and `record_events` (given those last
+    sequences: one multi-row INSERT of outbox rows). Requests are planned in arrival order
     against what is stored and what earlier requests of the batch add, so the answers are
     those of storing them one after the other: the second delivery of an event in one batch
     is a duplicate, and a request whose ordered event takes a position another event holds
     is refused (409 ORDERING_CONFLICT) with nothing of it stored."""
     items = [item for job in jobs for item in job.prepared]
     async with db.transaction() as session:
-        stored = await _stored_keys(session, {(i.inbound.source, i.inbound.event_id) for i in items})
-        taken = await _taken_positions(session, {p for i in items if (p := _position(i)) is not None})
+        stored, taken, last = await _lookup(session, items)
         results: list[_Outcomes | BaseException] = []
         inbox_rows: list[dict[str, Any]] = []
         events: list[NewEvent] = []
@@ -333,35 +332,77 @@ async def _store_batch(db: Database, jobs: Sequence[_Job]) -> list[_Outcomes | B
             results.append(outcomes)
         if inbox_rows:
             await session.execute(_INSERT_INBOX, inbox_rows)
-        await record_events(session, events)
+        await record_events(session, events, known_last=last)
     return results
 
 
-# The batch's statements, built once (expanding IN lists: one cached compilation each).
-_STORED_KEYS = select(webhook_inbox.c.source, webhook_inbox.c.event_id).where(
-    webhook_inbox.c.source.in_(bindparam("sources", expanding=True)),
-    webhook_inbox.c.event_id.in_(bindparam("event_ids", expanding=True)),
-)
-_TAKEN_POSITIONS = select(outbox.c.aggregate, outbox.c.aggregate_seq).where(
-    outbox.c.aggregate.in_(bindparam("aggregates", expanding=True)),
-    outbox.c.aggregate_seq.in_(bindparam("sequences", expanding=True)),
+# What a batch must know before planning, in ONE query (a round trip per statement is most
+# of a batch's cost): ("k", source, event_id) per inbox key already stored, ("p", aggregate,
+# sequence) per explicit position already taken, ("s", aggregate, last sequence) per
+# aggregate with events. Expanding IN lists: one cached compilation whatever their lengths.
+_LOOKUP = union_all(
+    select(
+        literal("k", String).label("kind"),
+        webhook_inbox.c.source.label("name"),
+        webhook_inbox.c.event_id.label("event_id"),
+        cast(null(), BigInteger).label("number"),
+    ).where(
+        webhook_inbox.c.source.in_(bindparam("sources", expanding=True)),
+        webhook_inbox.c.event_id.in_(bindparam("event_ids", expanding=True)),
+    ),
+    select(literal("p", String), outbox.c.aggregate, cast(null(), String), outbox.c.aggregate_seq).where(
+        outbox.c.aggregate.in_(bindparam("ordered", expanding=True)),
+        outbox.c.aggregate_seq.in_(bindparam("sequences", expanding=True)),
+    ),
+    select(literal("s", String), outbox.c.aggregate, cast(null(), String), func.max(outbox.c.aggregate_seq))
+    .where(outbox.c.aggregate.in_(bindparam("counted", expanding=True)))
+    .group_by(outbox.c.aggregate),
 )
 _INSERT_INBOX = insert(webhook_inbox)
 
 
-async def _stored_keys(session: AsyncSession, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+async def _lookup(
+    session: AsyncSession, items: Sequence[_Prepared]
+) -> tuple[set[tuple[str, str]], set[tuple[str, int]], dict[str, int]]:
+    """(inbox keys stored, explicit positions taken, last sequence per counted aggregate)
+    for a batch's events, duplicates included (asking about more costs nothing extra)."""
+    keys = {(i.inbound.source, i.inbound.event_id) for i in items}
+    positions = {p for i in items if (p := _position(i)) is not None}
+    counted = {a for i in items for a in _counted_aggregates(i)}
     if not keys:
-        return set()
-    params = {"sources": sorted({s for s, _ in keys}), "event_ids": sorted({e for _, e in keys})}
-    return {(row.source, row.event_id) for row in (await session.execute(_STORED_KEYS, params)).all()} & keys
+        return set(), set(), {}
+    params = {
+        "sources": sorted({s for s, _ in keys}),
+        "event_ids": sorted({e for _, e in keys}),
+        "ordered": sorted({a for a, _ in positions}),
+        "sequences": sorted({q for _, q in positions}),
+        "counted": sorted(counted),
+    }
+    stored: set[tuple[str, str]] = set()
+    taken: set[tuple[str, int]] = set()
+    last = dict.fromkeys(counted, 0)
+    for kind, name, event_id, number in (await session.execute(_LOOKUP, params)).all():
+        if kind == "k":
+            stored.add((name, event_id))
+        elif kind == "p":
+            taken.add((name, int(number)))
+        else:
+            last[name] = int(number or 0)
+    return stored & keys, taken & positions, last
 
 
-async def _taken_positions(session: AsyncSession, positions: set[tuple[str, int]]) -> set[tuple[str, int]]:
-    if not positions:
-        return set()
-    params = {"aggregates": sorted({a for a, _ in positions}), "sequences": sorted({q for _, q in positions})}
-    rows = (await session.execute(_TAKEN_POSITIONS, params)).all()
-    return {(row.aggregate, int(row.aggregate_seq)) for row in rows} & positions
+def _counted_aggregates(item: _Prepared) -> list[str]:
+    """The aggregates whose next sequence the outbox counts for this event's events."""
+    counted = []
+    if item.commands and item.inbound.ordering is None:
+        counted.append(aggregate_for(item.inbound))
+    if item.status != IGNORED:
+        counted.extend(_fetch_aggregate(f) for f in item.inbound.fetches)
+    return counted
+
+
+def _fetch_aggregate(fetch: FetchRequest) -> str:
+    return f"{fetch.system}:{fetch.object_type}"[:_AGGREGATE_LIMIT]
 
 
 def _position(item: _Prepared) -> tuple[str, int] | None:
@@ -442,7 +483,7 @@ def _events(
                 GATEWAY_DOMAIN,
                 "record",
                 "fetch_requested",
-                f"{fetch.system}:{fetch.object_type}"[:_AGGREGATE_LIMIT],
+                _fetch_aggregate(fetch),
                 events_pb2.RecordFetchRequested(
                     system=fetch.system,
                     object_type=fetch.object_type,

@@ -9,7 +9,7 @@ headers repeat what routing and tracing need without decoding the body.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -88,7 +88,9 @@ _LAST_SEQUENCES = (
 _INSERT_OUTBOX = insert(outbox)
 
 
-async def record_events(session: AsyncSession, events: Sequence[NewEvent]) -> list[str]:
+async def record_events(
+    session: AsyncSession, events: Sequence[NewEvent], *, known_last: Mapping[str, int] | None = None
+) -> list[str]:
     """Append several events to the outbox with two statements; their ids, in order.
 
     The same rows as calling `record_event` for each event in order within one transaction
@@ -97,17 +99,20 @@ async def record_events(session: AsyncSession, events: Sequence[NewEvent]) -> li
     in order in memory (an explicit sequence moves its aggregate's counter on, as the
     outbox's max would), and ONE executemany INSERT writes the rows. An explicit sequence
     the aggregate already has violates the unique (aggregate, sequence) index:
-    IntegrityError, as with `record_event`."""
+    IntegrityError, as with `record_event`.
+
+    `known_last`: the last sequence of aggregates the caller already read in this
+    transaction (0 for one without events); only the others are queried."""
     if not events:
         return []
     for event in events:
         if event.sequence is not None and event.sequence < 1:
             raise ValueError(f"an event sequence starts at 1, not {event.sequence}")
-    counted = {event.aggregate for event in events if event.sequence is None}
-    last: dict[str, int] = {}
+    last = dict(known_last or {})
+    counted = {event.aggregate for event in events if event.sequence is None} - last.keys()
     if counted:
         found = await session.execute(_LAST_SEQUENCES, {"aggregates": sorted(counted)})
-        last = {aggregate: int(seq or 0) for aggregate, seq in found.all()}
+        last.update((aggregate, int(seq or 0)) for aggregate, seq in found.all())
     rows = []
     for event in events:
         sequence = event.sequence
