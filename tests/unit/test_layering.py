@@ -29,6 +29,7 @@ def domain_modules() -> list[Path]:
         SERVICES / "platform" / "domain.py",
         SERVICES / "platform" / "errors.py",
         SERVICES / "orchestration" / "plan.py",  # the pure quote-to-cash plan
+        SERVICES / "orchestration" / "amendments.py",  # the amendment decision rules
     ]
 
 
