@@ -33,6 +33,7 @@ from syncmesh.orders.v1 import orders_pb2_grpc as opb_grpc
 from syncmesh.subscriptions.v1 import subscriptions_pb2 as spb
 from syncmesh.subscriptions.v1 import subscriptions_pb2_grpc as spb_grpc
 
+from services.orchestration.engine import SagaEngine
 from services.orchestration.flow import Flow, plan_for
 from services.orchestration.steps import (
     Done,
@@ -42,6 +43,7 @@ from services.orchestration.steps import (
     Step,
     Wait,
 )
+from services.orchestration.store import SagaRecord, get_saga
 from services.platform.server import Hub
 from services.platform.settings import Settings
 from tests.conftest import drop_schemas, make_settings, metadata_for, request_id, unique
@@ -501,3 +503,51 @@ async def test_a_one_time_only_quote_skips_billing(flow: Flow, channel: grpc.aio
     outcomes = await drive(flow(quote), ctx)
     assert isinstance(outcomes["payment"], Wait) and len(await tryton_sales(flow, ctx)) == 2
     assert "stripe_customer" not in ctx.data
+
+
+# --- through the saga engine ----------------------------------------------------------------------
+
+
+async def run_engine(engine: SagaEngine, name: str, until: Sequence[str]) -> SagaRecord:
+    """run_due until the saga reaches one of the `until` states (a few rounds at most)."""
+    for _ in range(20):
+        await engine.run_due()
+        async with engine.db.transaction() as session:
+            saga = await get_saga(session, name)
+        if saga.state in until:
+            return saga
+    raise AssertionError(f"{name} stayed {saga.state} ({saga.reason}: {saga.message})")
+
+
+async def test_the_engine_runs_the_deal_to_awaiting_payment_and_compensates_a_real_refusal(
+    flow: Flow, hub: Hub, channel: grpc.aio.Channel, raw: stripe.StripeClient
+) -> None:
+    engine = SagaEngine(hub.databases["orchestration"], flow, backoff_base=0.05, backoff_max=0.2)
+    stripe_customer = await paying_stripe_customer(raw)
+    customer = await new_customer(channel, stripe_id=stripe_customer)
+    c = await catalog(channel)
+    quote = deal(customer, c)
+    saga = await engine.start(quote)
+    assert (await engine.start(quote)).id == saga.id  # a replayed QuoteApproved: one saga
+    saga = await run_engine(engine, saga.name, ("WAITING",))
+    assert saga.reason == "AWAITING_PAYMENT" and saga.current_step == "payment"
+    states = {s.name: s.state for s in saga.steps}
+    assert states["erp-order:ACME-DE"] == states["invoice:ACME-US"] == "DONE"
+    assert len(await tryton_sales(flow, SagaContext(saga.name, quote))) == 2
+
+    # The ERP refuses the order of a quote in a currency it does not have: permanent, and the
+    # subscriptions already made in billing are cancelled, the order too.
+    other = await paying_stripe_customer(raw)
+    refused = deal(await new_customer(channel, stripe_id=other), c)
+    refused.currency_code = "XTS"  # ISO 4217's code for testing: in no Tryton
+    for quoted in refused.lines:
+        quoted.unit_price.currency_code = "XTS"
+    saga = await engine.start(refused)
+    saga = await run_engine(engine, saga.name, ("COMPENSATED", "FAILED"))
+    assert (saga.state, saga.reason) == ("COMPENSATED", "ERP_NOT_FOUND"), saga.message
+    subs = raw.v1.subscriptions.list({"customer": other, "status": "all"}).data
+    assert len(subs) == 2 and {s.status for s in subs} == {"canceled"}
+    order = await opb_grpc.OrderServiceStub(channel).GetOrder(
+        opb.GetOrderRequest(name=saga.data["order"]), metadata=CRM
+    )
+    assert order.status == opb.ORDER_STATUS_CANCELLED
