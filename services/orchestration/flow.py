@@ -784,17 +784,20 @@ class InvoiceStep(_Step):
                 metadata=d.erp,
                 timeout=d.timeout,
             )
-            if created.status == ipb.INVOICE_STATUS_DRAFT:
-                created = await d.invoices.PostInvoice(
+        except grpc.aio.AioRpcError as exc:
+            raise step_error(exc, "invoice record") from None
+        if created.status == ipb.INVOICE_STATUS_DRAFT:
+            try:
+                await d.invoices.PostInvoice(
                     ipb.PostInvoiceRequest(
                         name=created.name, request_id=request_id(ctx, f"{self.name}:post")
                     ),
                     metadata=d.erp,
                     timeout=d.timeout,
                 )
-        except grpc.aio.AioRpcError as exc:
-            if reason_of(exc) != "INVOICE_ALREADY_POSTED":
-                raise step_error(exc, "invoice record") from None
+            except grpc.aio.AioRpcError as exc:
+                if reason_of(exc) != "INVOICE_ALREADY_POSTED":
+                    raise step_error(exc, f"post {created.name}") from None
         result = {
             "invoice": created.name,
             "tryton_invoice": int(posted.external_id),

@@ -451,6 +451,7 @@ async def test_a_permanent_failure_compensates_subscriptions_erp_invoices_and_th
         name = ctx.data[f"billing-subscription:ACME-US:{group}"]["subscription"]
         got = await sub_stub.GetSubscription(spb.GetSubscriptionRequest(name=name), metadata=CRM)
         assert got.cancel_reason.startswith(f"saga {ctx.saga}")
+        assert got.status == spb.SUBSCRIPTION_STATUS_CANCELLED  # PENDING until its term starts
 
     # Tryton: exactly one posted credit note per invoice (both compensations ran on each).
     erp = await flow.deps.vendors.tryton("")
