@@ -35,12 +35,14 @@ from gateway.webhooks.dispatch import dispatch_consumer
 from gateway.webhooks.registry import load_sources
 from gateway.webhooks.store import GATEWAY_DB, GATEWAY_DOMAIN, open_dispatch_db, open_gateway_db
 from services.connectors.runtime import ErpSync, crm_consumer_specs
+from services.orchestration.api import saga_runner, wake_consumer_specs
+from services.orchestration.engine import SagaRunner
 from services.platform.consumer import Consumer
 from services.platform.db import Database, database_for
 from services.platform.nats import Bus, EmbeddedNats
 from services.platform.relay import OutboxRelay, RelayGroup
 from services.platform.server import Hub, Peers, start_hub
-from services.platform.settings import SYSTEM_IDENTITIES, ConfigError, Settings
+from services.platform.settings import DOMAIN_SERVICES, SYSTEM_IDENTITIES, ConfigError, Settings
 
 log = logging.getLogger("syncmesh")
 
@@ -79,6 +81,7 @@ class Running:
     dispatcher: Consumer | None = None  # the webhook dispatcher (http role)
     erp_sync: ErpSync | None = None  # ERP changes back into syncmesh (consume role, Tryton configured)
     peers: Peers | None = None  # the dispatcher's channels when no hub runs here
+    sagas: SagaRunner | None = None  # the saga runner (consume role, where orders runs)
 
     @property
     def grpc_port(self) -> int:
@@ -106,6 +109,8 @@ class Running:
             await self.dispatcher.stop()  # before the server its calls go to
         if self.erp_sync is not None:
             await self.erp_sync.stop()
+        if self.sagas is not None:
+            await self.sagas.stop()
         if self.hub is not None:
             await self.hub.stop()
         if self.relays is not None:
@@ -160,8 +165,17 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
             assert running.bus is not None
             consume = "consume" in roles
             # The CRM write-back runs where the orders service and its consumers run.
-            crm = crm_consumer_specs(settings) if consume and "orders" in settings.services else []
-            running.hub = await start_hub(settings, running.bus, consume=consume, extra_consumers=crm)
+            # So do the sagas (the orchestration is hosted with orders): their wake consumers
+            # and runner.
+            extra = []
+            if consume and "orders" in settings.services:
+                extra = crm_consumer_specs(settings) + wake_consumer_specs()
+            running.hub = await start_hub(settings, running.bus, consume=consume, extra_consumers=extra)
+            if consume and "orchestration" in running.hub.databases:
+                assert running.hub.peers is not None
+                db = running.hub.databases["orchestration"]
+                running.sagas = saga_runner(db, settings, running.hub.peers)
+                running.sagas.start()
             if consume and settings.connectors.tryton is not None and "customers" in settings.services:
                 assert running.hub.peers is not None
                 running.erp_sync = ErpSync(settings, running.hub.peers.channel("customers"))
@@ -174,7 +188,11 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
             else:
                 databases = {name: database_for(name, settings) for name in settings.services}
                 running.databases.update(databases)
-            relays = [OutboxRelay(db, running.bus, settings, name) for name, db in databases.items()]
+            relays = [
+                OutboxRelay(db, running.bus, settings, name)
+                for name, db in databases.items()
+                if name in DOMAIN_SERVICES  # not the orchestration: it publishes no events
+            ]
         webhooks: Webhooks | None = None
         if "http" in roles:
             assert running.bus is not None
@@ -207,6 +225,8 @@ def _grpc_target(settings: Settings, running: Running) -> Callable[[str], str]:
 
     def target(full_name: str) -> str:
         domain = full_name.split(".")[1] if full_name.count(".") >= 2 else ""
+        if domain == "orchestration" and domain not in settings.peers:
+            domain = "orders"  # hosted where orders runs
         if domain in settings.peers:
             return settings.peers[domain]
         port = running.hub.port if running.hub is not None else settings.grpc_port

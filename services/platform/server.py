@@ -124,6 +124,19 @@ class DomainService:
     jobs: Sequence[JobSpec] = ()
 
 
+# Components hosted beside a domain service, in every process that hosts it: the
+# orchestration (sagas, services/orchestration/api.py) runs where the orders service runs.
+COMPANIONS: Mapping[str, tuple[str, ...]] = {"orders": ("orchestration",)}
+
+
+def hosted_services(names: Sequence[str]) -> list[str]:
+    """The services a process hosts for `settings.services`: each, then its companions."""
+    hosted = list(dict.fromkeys(names))
+    for name in list(hosted):
+        hosted.extend(c for c in COMPANIONS.get(name, ()) if c not in hosted)
+    return hosted
+
+
 def load_service(name: str) -> DomainService:
     module = importlib.import_module(f"services.{name}.api")
     service: DomainService = module.SERVICE
@@ -310,7 +323,7 @@ async def start_hub(
     hub = Hub(
         settings,
         bus,
-        [load_service(name) for name in settings.services],
+        [load_service(name) for name in hosted_services(settings.services)],
         extra_handlers,
         extra_consumers,
         consume,
