@@ -326,6 +326,53 @@ def dlq_discard(
 
 
 @main.group()
+def sagas() -> None:
+    """Sagas: one quote-to-cash workflow per approved quote, its state and its steps."""
+
+
+@sagas.command("list")
+@config_option
+@data_dir_option
+@grpc_option
+@token_option
+@click.option(
+    "--state",
+    type=click.Choice(["running", "waiting", "completed", "compensating", "compensated", "failed"]),
+    help="Only sagas in this state.",
+)
+@click.option("--customer", help="Only sagas of this customer, e.g. customers/123.")
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+def sagas_list(
+    config: str | None,
+    data_dir: Path | None,
+    address: str | None,
+    token: str | None,
+    state: str | None,
+    customer: str | None,
+    limit: int,
+) -> None:
+    """List sagas: state, reason, current step, quote, customer, order."""
+    from services.orchestration.client import sagas_list as run
+
+    _operate(config, data_dir, address, token, lambda ops: run(ops, state, customer, limit))
+
+
+@sagas.command("show")
+@config_option
+@data_dir_option
+@grpc_option
+@token_option
+@click.argument("name")
+def sagas_show(
+    config: str | None, data_dir: Path | None, address: str | None, token: str | None, name: str
+) -> None:
+    """Show one saga and its steps with their documents. NAME: sagas/N or N."""
+    from services.orchestration.client import sagas_show as run
+
+    _operate(config, data_dir, address, token, lambda ops: run(ops, name))
+
+
+@main.group()
 def parked() -> None:
     """Parked events: held back until what they wait for is applied."""
 
