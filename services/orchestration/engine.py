@@ -385,6 +385,7 @@ class _SagaRun:
                 log.warning(
                     "saga %s: step %s failed (%s); compensating", self.saga.name, step.name, failure.reason
                 )
+                self.saga = replace(self.saga, state=COMPENSATING, reason=failure.reason)
                 await self.compensate(plan)
                 return
             if isinstance(outcome, Done):
