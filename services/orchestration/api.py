@@ -226,7 +226,7 @@ def _wake_handler(ctx: ServiceContext) -> Handler:
 # The streams whose events may unblock a waiting saga.
 WAKE_STREAMS = {
     "customers": "customers.customer.>",
-    "catalog": "catalog.mapping.>",
+    "catalog": "catalog.>",  # products and their mappings
     "invoices": "invoices.>",
     "payments": "payments.>",
 }

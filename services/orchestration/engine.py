@@ -102,8 +102,10 @@ def quote_key(quote: orders_pb2.Quote) -> str:
                 FieldViolation(
                     "quote.external_references",
                     "the quote needs an external reference: it identifies its saga",
+                    "QUOTE_REFERENCE_REQUIRED",
                 )
-            ]
+            ],
+            "QUOTE_REFERENCE_REQUIRED",
         )
     ref = quote.external_references[0]
     return f"{ref.system}:{ref.external_id}"

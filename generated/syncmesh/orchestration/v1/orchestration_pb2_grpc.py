@@ -64,8 +64,8 @@ class OrchestrationServiceServicer:
         """Starts the saga of an approved quote, or returns the saga that already
         exists for it: one saga per quote, identified by the quote's first
         external reference, so a duplicate or replayed QuoteApproved returns the
-        same saga. Fails with INVALID_ARGUMENT, reason `INVALID_REQUEST`, when
-        the quote has no external reference.
+        same saga. Fails with INVALID_ARGUMENT, reason `QUOTE_REFERENCE_REQUIRED`,
+        when the quote has no external reference.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
