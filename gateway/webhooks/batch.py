@@ -85,18 +85,23 @@ class GroupWriter(Generic[J, R]):
 
     async def submit(self, job: J) -> R:
         """Store `job` with whatever else is waiting; its outcome once committed (or its error)."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         self._queue.append(_Pending(job, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="webhook-group-commit")
+        # A writer of a loop that has gone away (closed without finishing it) never runs again.
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._run(), name="webhook-group-commit")
         return await future
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._queue:
             batch: list[_Pending[J, R]] = []
             while self._queue and len(batch) < self._max_batch:
                 pending = self._queue.popleft()
-                if not pending.future.done():  # the caller gave up before it started: drop it
+                # Dropped: a caller that gave up before its batch started, or one of a loop
+                # that has gone away.
+                if not pending.future.done() and pending.future.get_loop() is loop:
                     batch.append(pending)
             if not batch:
                 continue
