@@ -226,8 +226,9 @@ def test_operator_commands_find_the_ops_token_of_up(data_dir: Path) -> None:
         assert listed.stdout.strip() == "No dead letters in state DEAD."
         parked = syncmesh("parked", "list")
         assert parked.returncode == 0 and parked.stdout.strip() == "No parked events."
-        # `up` hosts one consumer (the webhook dispatcher): a replay by key finds nothing to run.
-        replay = syncmesh("replay", "--key", "customers/1", "--dry-run")
+        # `up` hosts the webhook dispatcher (and the sagas' wake consumers): a replay by key for
+        # the dispatcher finds nothing to run.
+        replay = syncmesh("replay", "--key", "customers/1", "--consumer", "gateway-dispatch", "--dry-run")
         assert replay.returncode == 0, replay.stderr
         assert replay.stdout.splitlines() == [
             "No events selected.",
