@@ -158,6 +158,7 @@ class Hub:
     health: Any = None  # grpc_health.v1.health.aio.HealthServicer
     peers: Peers | None = None
     _probe: asyncio.Task[None] | None = None
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _jobs: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
@@ -276,8 +277,12 @@ class Hub:
         return results
 
     async def _probe_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.health_interval_seconds)
+        # Stopped by `_stopping`, never cancelled: a cancellation landing inside a database
+        # ping (an aiosqlite connect or close) can leave the task waiting forever.
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.health_interval_seconds)
+                return
             try:
                 await self.probe_once()
             except Exception:  # a probe must never die; the next round tries again
@@ -286,9 +291,8 @@ class Hub:
     async def stop(self, grace: float = 5.0) -> None:
         """Graceful shutdown: NOT_SERVING first, let in-flight calls finish, then close."""
         if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+            self._stopping.set()  # the probe ends after its current round (pings time out in 2 s)
+            await asyncio.wait({self._probe}, timeout=5)
         for task in self._jobs:
             task.cancel()
         for task in self._jobs:
