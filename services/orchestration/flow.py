@@ -83,7 +83,7 @@ from services.connectors.billing.stripe import (
     StripeConnector,
     SubscriptionLine,
 )
-from services.connectors.budget import CircuitBreaker, RateBudget
+from services.connectors.budget import CircuitBreaker, RateBudget, vendor_guard
 from services.connectors.erp.tryton import (
     ErpAddress,
     ErpCustomer,
@@ -131,7 +131,6 @@ _TRANSIENT_CODES = {
     grpc.StatusCode.INTERNAL,
     grpc.StatusCode.UNKNOWN,
 }
-DEFAULT_RATES = {"tryton": 20.0, "stripe": 24.0}
 
 
 class Channels(Protocol):
@@ -229,11 +228,7 @@ class Vendors:
         return self._db
 
     def _guard(self, db: Database, system: str, account: str) -> tuple[RateBudget, CircuitBreaker]:
-        rate = self.settings.vendor_rate_limits.get(system, DEFAULT_RATES[system])
-        return (
-            RateBudget(db, system, account, rate_per_s=rate, burst=max(1.0, rate)),
-            CircuitBreaker(db, system, account),
-        )
+        return vendor_guard(db, self.settings, system, account)
 
     async def tryton(self, legal_entity: str) -> TrytonConnector:
         """The ERP connector of a legal entity (one configured company serves every entity)."""
