@@ -32,11 +32,13 @@ _CONTRACT_MODULES = (
     "syncmesh.subscriptions.v1.subscriptions_pb2",
     "syncmesh.invoices.v1.invoices_pb2",
     "syncmesh.payments.v1.payments_pb2",
+    "syncmesh.orchestration.v1.orchestration_pb2",
 )
 
 CUSTOMER_SERVICE = "/syncmesh.customers.v1.CustomerService/"
 UPSERT_CUSTOMER = CUSTOMER_SERVICE + "UpsertCustomer"
-SUBMIT_ORDER = "/syncmesh.orders.v1.OrderService/SubmitOrder"
+# An approved quote starts its quote-to-cash saga (which submits the order itself).
+START_SAGA = "/syncmesh.orchestration.v1.OrchestrationService/StartSaga"
 RECORD_PAYMENT = "/syncmesh.payments.v1.PaymentService/RecordPayment"
 
 # Lookup kinds a dispatcher resolves: customer -> CustomerService.LookupCustomer;

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.webhooks import common
-from gateway.webhooks.common import SUBMIT_ORDER, UPSERT_CUSTOMER, payload_error
+from gateway.webhooks.common import START_SAGA, UPSERT_CUSTOMER, payload_error
 from gateway.webhooks.model import Command, FetchRequest, Inbound, Lookup, Request
 from gateway.webhooks.signatures import syncmesh_hmac_scheme, verify
 from services.platform.settings import ConfigError, Settings
@@ -291,8 +291,9 @@ def _account(
 
 
 def quote_command(quote: Mapping[str, Any], occurred: Any, where: str) -> Command:
-    """SubmitOrder for the quote JSON a Quote_Approved__e event carries (docs/webhooks.md):
-    the customer, products and prices are Salesforce ids resolved by lookups."""
+    """StartSaga for the quote JSON a Quote_Approved__e event carries (docs/webhooks.md): the
+    quote-to-cash saga checks readiness, submits the order and drives billing and the ERP; the
+    customer, products and prices are Salesforce ids resolved by lookups."""
 
     def need(data: Mapping[str, Any], key: str, at: str) -> Any:
         value = data.get(key)
@@ -371,7 +372,7 @@ def quote_command(quote: Mapping[str, Any], occurred: Any, where: str) -> Comman
         }
     )
     return Command(
-        method=SUBMIT_ORDER,
+        method=START_SAGA,
         request={"quote": request_quote},
         key=f"{SYSTEM}:Quote:{quote_id}",
         lookups=tuple(lookups),

@@ -28,6 +28,7 @@ from syncmesh.common.v1 import common_pb2
 from syncmesh.customers.v1 import customers_pb2, customers_pb2_grpc
 from syncmesh.events.v1 import events_pb2
 from syncmesh.ops.v1 import ops_pb2, ops_pb2_grpc
+from syncmesh.orchestration.v1 import orchestration_pb2, orchestration_pb2_grpc
 from syncmesh.payments.v1 import payments_pb2, payments_pb2_grpc
 
 from gateway.app import Webhooks, create_app, start_gateway
@@ -1193,3 +1194,56 @@ async def test_a_bad_request_in_a_group_commit_does_not_fail_the_others(env: Env
     for event in (rival, too_big):
         assert await env.inbox_rows(event["id"]) == []
         assert await env.accepted_events(event["id"]) == []
+
+
+async def test_an_approved_salesforce_quote_starts_one_saga(env: Env) -> None:
+    """Quote_Approved__e through POST /webhooks/salesforce → the dispatcher's StartSaga (the
+    customer resolved by its Salesforce reference) → one quote-to-cash saga; the same quote
+    approved again (another platform event, a replay) → still that one saga."""
+    account_id = unique("0015g")
+    create = change_event(fixture("salesforce_account_create.json"), recordIds=[account_id])
+    assert (await env.post_raw(*salesforce_signed(create), "/webhooks/salesforce"))[0] == 202
+
+    async def created() -> bool:
+        return await env.customer(account_id, "salesforce") is not None
+
+    await eventually(created, "the Salesforce account became a customer")
+    customer = await env.customer(account_id, "salesforce")
+    assert customer is not None
+
+    template = fixture("salesforce_quote_approved_eventbridge.json")
+    quote = json.loads(template["detail"]["payload"]["Quote__c"])
+    quote["quoteId"] = unique("0Q05g")
+    quote["accountId"] = account_id
+    for line in quote["lines"]:  # lines may name syncmesh products directly (no lookup)
+        line["product"] = f"products/{unique('p')}"
+        line.pop("productId", None)
+        line.pop("pricebookEntryId", None)
+
+    def approved() -> dict[str, Any]:
+        event: dict[str, Any] = json.loads(json.dumps(template))
+        event["detail"]["payload"]["EventUuid"] = str(uuid.uuid4())
+        event["detail"]["payload"]["Quote__c"] = json.dumps(quote)
+        return event
+
+    stub = orchestration_pb2_grpc.OrchestrationServiceStub(env.hub.peers.channel("orchestration"))  # type: ignore[union-attr]
+
+    async def sagas() -> list[orchestration_pb2.Saga]:
+        reply = await stub.ListSagas(
+            orchestration_pb2.ListSagasRequest(filter=f'customer = "{customer.name}"'),
+            metadata=metadata_for("ops"),
+        )
+        return list(reply.sagas)
+
+    for _ in range(2):
+        status, answer = await env.post_raw(*salesforce_signed(approved()), "/webhooks/salesforce")
+        assert (status, answer["events"][0]["outcome"]) == (202, "accepted"), answer
+
+        async def started() -> bool:
+            return len(await sagas()) == 1
+
+        await eventually(started, "the approved quote started its saga")
+    await env.idle()
+    (saga,) = await sagas()
+    assert saga.customer == customer.name
+    assert not await env.dispatcher.list_dead_letters()

@@ -425,12 +425,12 @@ def test_salesforce_accepts_arrays_eventbridge_and_cometd_envelopes() -> None:
     assert only(SALESFORCE.parse(request(json.dumps(cometd).encode()))).commands
 
 
-def test_salesforce_quote_approved_platform_event_submits_the_order() -> None:
+def test_salesforce_quote_approved_platform_event_starts_the_saga() -> None:
     inbound = only(SALESFORCE.parse(request(fixture("salesforce_quote_approved_eventbridge.json"))))
     assert inbound.event_id == "b2c6d0a4-7c1e-4c1f-9a55-2f3e4d5c6b7a"
     assert inbound.event_type == "Quote_Approved__e"
     command = only_command(inbound)
-    assert command.method == "/syncmesh.orders.v1.OrderService/SubmitOrder"
+    assert command.method == "/syncmesh.orchestration.v1.OrchestrationService/StartSaga"
     assert command.key == "salesforce:Quote:0Q05g000000QuOtEAA"
     quote = checked(command)["quote"]
     assert quote["externalReferences"] == [{"system": "salesforce", "externalId": "0Q05g000000QuOtEAA"}]
