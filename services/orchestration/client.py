@@ -11,7 +11,7 @@ from rich.table import Table
 from syncmesh.orchestration.v1 import orchestration_pb2 as pb
 from syncmesh.orchestration.v1 import orchestration_pb2_grpc as pb_grpc
 
-from services.platform.ops_client import CommandError, Ops, _time, console
+from services.platform.ops_client import CommandError, Ops, _time, console, list_pages
 
 _STATES = {value: name.removeprefix("SAGA_STATE_") for name, value in pb.SagaState.items()}
 _STEP_STATES = {value: name.removeprefix("SAGA_STEP_STATE_") for name, value in pb.SagaStepState.items()}
@@ -36,25 +36,20 @@ def sagas_list(ops: Ops, state: str | None, customer: str | None, limit: int) ->
         terms.append(f"state = {state.upper()}")
     if customer:
         terms.append(f'customer = "{customer}"')
-    found: list[pb.Saga] = []
-    token = ""
-    while len(found) < limit:
-        page = _call(
+    found, more = list_pages(
+        lambda token, size: _call(
             ops,
             "ListSagas",
-            pb.ListSagasRequest(
-                filter=" AND ".join(terms), page_size=min(limit - len(found), 1000), page_token=token
-            ),
-        )
-        found.extend(page.sagas)
-        token = page.next_page_token
-        if not token:
-            break
+            pb.ListSagasRequest(filter=" AND ".join(terms), page_size=size, page_token=token),
+        ),
+        "sagas",
+        limit,
+    )
     out = console()
     if not found:
         out.print("No sagas." if not terms else "No sagas match.")
         return
-    table = Table(title=f"Sagas ({len(found)}{'+' if token else ''})", title_justify="left")
+    table = Table(title=f"Sagas ({len(found)}{'+' if more else ''})", title_justify="left")
     for column in ("name", "state", "reason", "current step", "quote", "customer", "order", "updated"):
         table.add_column(column, no_wrap=column in ("name", "state", "reason"))
     for saga in found:
@@ -69,7 +64,7 @@ def sagas_list(ops: Ops, state: str | None, customer: str | None, limit: int) ->
             _time(saga.update_time),
         )
     out.print(table)
-    if token:
+    if more:
         out.print(f"[dim]more than {limit}: raise --limit to see them[/dim]")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import tomllib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -171,6 +171,20 @@ def _status_text(status: Any) -> str:
     return f"{reason}: {status.message}" if reason else status.message
 
 
+def list_pages(call: Callable[[str, int], Any], field: str, limit: int) -> tuple[list[Any], bool]:
+    """Page through a List RPC, `call(page_token, page_size)`, for at most `limit` items.
+    Returns them and whether there are more."""
+    found: list[Any] = []
+    token = ""
+    while len(found) < limit:
+        page = call(token, min(limit - len(found), 1000))
+        found.extend(getattr(page, field))
+        token = page.next_page_token
+        if not token:
+            break
+    return found, bool(token)
+
+
 # --- dlq ---------------------------------------------------------------------------------
 
 
@@ -180,24 +194,19 @@ def dlq_list(ops: Ops, consumer: str | None, state: str, limit: int) -> None:
         terms.append(f'consumer = "{consumer}"')
     if state != "all":
         terms.append(f"state = {state.upper()}")
-    letters: list[pb.DeadLetter] = []
-    token = ""
-    while len(letters) < limit:
-        page = ops.call(
+    letters, more = list_pages(
+        lambda token, size: ops.call(
             "ListDeadLetters",
-            pb.ListDeadLettersRequest(
-                filter=" AND ".join(terms), page_size=min(limit - len(letters), 1000), page_token=token
-            ),
-        )
-        letters.extend(page.dead_letters)
-        token = page.next_page_token
-        if not token:
-            break
+            pb.ListDeadLettersRequest(filter=" AND ".join(terms), page_size=size, page_token=token),
+        ),
+        "dead_letters",
+        limit,
+    )
     out = console()
     if not letters:
         out.print("No dead letters." if state == "all" else f"No dead letters in state {state.upper()}.")
         return
-    table = Table(title=f"Dead letters ({len(letters)}{'+' if token else ''})", title_justify="left")
+    table = Table(title=f"Dead letters ({len(letters)}{'+' if more else ''})", title_justify="left")
     for column in (
         "id",
         "state",
@@ -221,7 +230,7 @@ def dlq_list(ops: Ops, consumer: str | None, state: str, limit: int) -> None:
             _time(letter.dead_time),
         )
     out.print(table)
-    if token:
+    if more:
         out.print(f"[dim]more than {limit}: raise --limit to see them[/dim]")
 
 
@@ -330,24 +339,19 @@ def parked_list(ops: Ops, consumer: str | None, key: str | None, limit: int) -> 
         terms.append(f'consumer = "{consumer}"')
     if key:
         terms.append(f'aggregate = "{key}"')
-    events: list[pb.ParkedEvent] = []
-    token = ""
-    while len(events) < limit:
-        page = ops.call(
+    events, more = list_pages(
+        lambda token, size: ops.call(
             "ListParkedEvents",
-            pb.ListParkedEventsRequest(
-                filter=" AND ".join(terms), page_size=min(limit - len(events), 1000), page_token=token
-            ),
-        )
-        events.extend(page.parked_events)
-        token = page.next_page_token
-        if not token:
-            break
+            pb.ListParkedEventsRequest(filter=" AND ".join(terms), page_size=size, page_token=token),
+        ),
+        "parked_events",
+        limit,
+    )
     out = console()
     if not events:
         out.print("No parked events.")
         return
-    table = Table(title=f"Parked events ({len(events)}{'+' if token else ''})", title_justify="left")
+    table = Table(title=f"Parked events ({len(events)}{'+' if more else ''})", title_justify="left")
     for column in ("id", "key", "event type", "reason", "waits for", "attempts", "parked since", "expires"):
         table.add_column(column, no_wrap=column in ("id", "reason", "attempts"))
     for event in events:
