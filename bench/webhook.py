@@ -43,6 +43,7 @@ from gateway.webhooks.model import Request
 from gateway.webhooks.registry import load_sources
 from gateway.webhooks.signatures import sign, stripe_scheme
 from gateway.webhooks.store import open_gateway_db, webhook_inbox
+from services.platform.hub import freeze_startup_heap
 from services.platform.nats import Bus, EmbeddedNats
 from services.platform.settings import load_settings
 from services.platform.tables import outbox
@@ -247,6 +248,7 @@ async def measure(
     app = create_app(no_services, Webhooks(load_sources(settings), db, bus, settings))
     app.router.add_post(NOOP_PATH, noop)
     runner, port = await start_gateway(app, "127.0.0.1", 0)
+    freeze_startup_heap()  # as `syncmesh up` / `gateway` do once started
     base = f"http://127.0.0.1:{port}"
     try:
         loop = asyncio.get_running_loop()

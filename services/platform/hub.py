@@ -18,6 +18,7 @@ gRPC targets, with `/openapi.json`. It needs NATS.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -252,6 +253,14 @@ async def _start_webhooks(running: Running, settings: Settings) -> Webhooks:
     return Webhooks(load_sources(settings), db, running.bus, settings)
 
 
+def freeze_startup_heap() -> None:
+    """Take what start-up allocated (modules, descriptors, settings, pools) out of the cyclic
+    garbage collector's scans: a full collection over it stalls the event loop for 50-100 ms,
+    which the webhook benchmark's p99 showed."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run_until_signalled(settings: Settings, roles: frozenset[str], name: str) -> None:
     """Run `roles` until SIGINT or SIGTERM, then stop cleanly. Prints one line when ready."""
     stop = asyncio.Event()
@@ -259,6 +268,7 @@ async def run_until_signalled(settings: Settings, roles: frozenset[str], name: s
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     running = await start(settings, roles)
+    freeze_startup_heap()
     print(f"syncmesh {name}: {running.banner()} (Ctrl-C stops)", flush=True)
     await stop.wait()
     log.info("stopping")
