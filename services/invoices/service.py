@@ -20,7 +20,12 @@ from services.invoices.domain import (
     InvoiceStatus,
     InvoiceStatusView,
 )
-from services.invoices.store import CREDIT_MEMO_FILTERS, INVOICE_FILTERS, InvoiceRepository
+from services.invoices.store import (
+    CREDIT_MEMO_FILTERS,
+    INVOICE_FILTERS,
+    INVOICE_REF_FILTERS,
+    InvoiceRepository,
+)
 from services.platform import ownership
 from services.platform.db import Database
 from services.platform.domain import Money, Origin
@@ -190,7 +195,7 @@ async def issue_credit_memo(
 
 
 async def list_page(session: AsyncSession, size: int, token: str, filter_text: str) -> InvoicePage:
-    filters = parse_filter(filter_text, frozenset(INVOICE_FILTERS))
+    filters = parse_filter(filter_text, frozenset(INVOICE_FILTERS) | frozenset(INVOICE_REF_FILTERS))
     normalize_enum_filter(filters, "status", "INVOICE_STATUS_", {s.value for s in InvoiceStatus})
     limit = page_size(size)
     cursor = decode_token(token, filter_text)

@@ -95,6 +95,11 @@ INVOICE_FILTERS = {
     "order": invoices.c.order_name,
     "legal_entity": invoices.c.legal_entity,
 }
+# Filters on an invoice's external references: the invoices with a reference matching every term.
+INVOICE_REF_FILTERS = {
+    "external_reference.system": invoice_refs.c.system,
+    "external_reference.external_id": invoice_refs.c.external_id,
+}
 CREDIT_MEMO_FILTERS = {
     "status": credit_memos.c.status,
     "customer": credit_memos.c.customer,
@@ -382,8 +387,16 @@ class InvoiceRepository:
         query = select(invoices).order_by(invoices.c.seq).limit(limit)
         if after is not None:
             query = query.where(invoices.c.seq > after.position)
+        ref_terms = [INVOICE_REF_FILTERS[k] == v for k, v in filters.items() if k in INVOICE_REF_FILTERS]
+        if ref_terms:
+            query = query.where(
+                invoices.c.id.in_(
+                    select(invoice_refs.c.object_id).where(invoice_refs.c.kind == "invoice", *ref_terms)
+                )
+            )
         for key, value in filters.items():
-            query = query.where(INVOICE_FILTERS[key] == value)
+            if key in INVOICE_FILTERS:
+                query = query.where(INVOICE_FILTERS[key] == value)
         rows = (await self.session.execute(query)).all()
         return [_invoice_from_row(row, await self._invoice_refs.of(row.id)) for row in rows]
 

@@ -388,6 +388,45 @@ async def test_external_reference_unique_per_system(stub: pb_grpc.InvoiceService
     assert meta["invoice"] == first.name
 
 
+async def test_list_by_external_reference(stub: pb_grpc.InvoiceServiceStub) -> None:
+    """The invoice a system knows by an id; the two terms must match one reference."""
+    region = unique("R")
+    erp_id, stripe_id = unique("4"), unique("in_")
+    both = await create(
+        stub,
+        new_invoice(
+            region=region,
+            external_references=[
+                common_pb2.ExternalReference(system="tryton", external_id=erp_id),
+                common_pb2.ExternalReference(system="stripe", external_id=stripe_id),
+            ],
+        ),
+    )
+    other = await create(
+        stub,
+        new_invoice(
+            region=region,
+            external_references=[common_pb2.ExternalReference(system="tryton", external_id=unique("4"))],
+        ),
+    )
+    await create(stub, new_invoice(region=region))
+
+    async def names(text: str) -> list[str]:
+        page = await stub.ListInvoices(pb.ListInvoicesRequest(filter=text), metadata=CRM)
+        return [i.name for i in page.invoices]
+
+    exact = f'external_reference.system = "tryton" AND external_reference.external_id = "{erp_id}"'
+    assert await names(exact) == [both.name]
+    assert await names(f'external_reference.system = tryton AND region = "{region}"') == [
+        both.name,
+        other.name,
+    ]
+    # The id is the Stripe one, the system is not: no reference matches both terms.
+    mixed = f'external_reference.system = "tryton" AND external_reference.external_id = "{stripe_id}"'
+    assert await names(mixed) == []
+    assert await names(f'external_reference.external_id = "{stripe_id}"') == [both.name]
+
+
 async def test_only_the_erp_writes_invoices(stub: pb_grpc.InvoiceServiceStub) -> None:
     region = unique("R")
     code, reason, meta = await reason_of(
