@@ -5,12 +5,23 @@
   (services/connectors/crm/writeback.py) hosted by the orders service's context, each
   vendor call under the account's shared budget and breaker and the outbound policy.
 - ERP change feed (Tryton configured): every `poll_interval_seconds` the Tryton poller
-  reads ERP-owned customer fields changed since its checkpoint (payment terms, tax ids)
-  and applies them through `UpsertCustomer` as the `erp` identity (the SYNC channel: the
-  ownership policy decides what is applied); a party syncmesh made (its code is a syncmesh
-  customer name) is linked to that customer by its Tryton reference first. The checkpoint
-  moves only after a page is applied, so a crash re-reads, never loses; request ids derive
-  from (party, change time), so a re-read applies nothing twice.
+  reads ERP-owned changes since its checkpoint, applied as the `erp` identity:
+  - customer fields (payment terms, tax ids) through `UpsertCustomer` (the SYNC channel: the
+    ownership policy decides what is applied); a party syncmesh made (its code is a syncmesh
+    customer name) is linked to that customer by its Tryton reference first. Request ids
+    derive from (party, change time).
+  - payments on customer invoices: the syncmesh invoice that carries the Tryton invoice as
+    its `tryton` reference (ListInvoices by reference) gets the payment through the payment
+    service, `RecordPayment` (reference `tryton:<move line id>`) then `ApplyPayment` of the
+    line's amount, which reduces the invoice (PARTIALLY_PAID / PAID) in the same step as the
+    payment's application: invoices and payments never disagree. Request ids derive from the
+    move line alone (a line is re-read whenever Tryton writes it, e.g. on reconciliation),
+    so each ERP payment changes the invoice exactly once. An invoice syncmesh never made is
+    skipped; a DRAFT one (the saga has not posted it yet) fails the round, which retries;
+    a payment the invoice cannot take (VOID, more than open, another currency) is recorded
+    unapplied and logged.
+  The checkpoint moves only after a page is applied, so a crash re-reads, never loses; a
+  re-read applies nothing twice.
 """
 
 from __future__ import annotations
@@ -24,9 +35,14 @@ from functools import partial
 
 import grpc
 from google.protobuf import field_mask_pb2
+from google.type import date_pb2, money_pb2
 from syncmesh.common.v1 import common_pb2
 from syncmesh.customers.v1 import customers_pb2 as cpb
 from syncmesh.customers.v1 import customers_pb2_grpc as cpb_grpc
+from syncmesh.invoices.v1 import invoices_pb2 as ipb
+from syncmesh.invoices.v1 import invoices_pb2_grpc as ipb_grpc
+from syncmesh.payments.v1 import payments_pb2 as ppb
+from syncmesh.payments.v1 import payments_pb2_grpc as ppb_grpc
 
 from services.connectors.base import Priority
 from services.connectors.budget import guarded, vendor_guard
@@ -38,6 +54,7 @@ from services.connectors.erp.tryton import (
     Change,
     CheckpointStore,
     CustomerChange,
+    PaymentChange,
     TrytonClient,
     TrytonConnector,
     TrytonPoller,
@@ -47,6 +64,9 @@ from services.connectors.erp.tryton import (
 from services.connectors.http import OutboundPolicy
 from services.connectors.store import open_connectors_db
 from services.platform.db import Database
+from services.platform.domain import Money
+from services.platform.grpc_errors import error_info
+from services.platform.protoconv import money_from_proto, money_to_proto
 from services.platform.server import ConsumerSpec, ServiceContext
 from services.platform.settings import Settings
 
@@ -114,15 +134,25 @@ def crm_consumer_specs(settings: Settings) -> list[ConsumerSpec]:
 
 
 class ErpSync:
-    """ERP-owned customer changes from Tryton back into syncmesh (see the module docstring)."""
+    """ERP-owned changes from Tryton back into syncmesh (see the module docstring): customer
+    fields always; payments when the invoices and payments services' channels are given."""
 
-    def __init__(self, settings: Settings, customers: grpc.aio.Channel) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        customers: grpc.aio.Channel,
+        *,
+        invoices: grpc.aio.Channel | None = None,
+        payments: grpc.aio.Channel | None = None,
+    ) -> None:
         config = settings.connectors.tryton
         if config is None:
             raise ValueError("no Tryton connector configured")
         self.settings = settings
         self.config = config
         self.stub = cpb_grpc.CustomerServiceStub(customers)
+        self.invoices = ipb_grpc.InvoiceServiceStub(invoices) if invoices is not None else None
+        self.payments = ppb_grpc.PaymentServiceStub(payments) if payments is not None else None
         token = _token(settings, "erp")
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.db: Database | None = None
@@ -153,7 +183,8 @@ class ErpSync:
         self.poller = TrytonPoller(self.connector, CheckpointStore(db))
 
     async def poll_once(self) -> int:
-        """One round: every feed up to now. Returns how many customer changes were applied."""
+        """One round: every feed up to now. Returns how many changes were applied (customer
+        changes, and payments on invoices syncmesh knows)."""
         assert self.poller is not None, "open() first"
         applied = 0
 
@@ -162,6 +193,8 @@ class ErpSync:
             for change in changes:
                 if isinstance(change, CustomerChange):
                     await self.apply(change)
+                    applied += 1
+                elif isinstance(change, PaymentChange) and await self.apply_payment(change):
                     applied += 1
 
         await self.poller.poll(handle)
@@ -188,6 +221,115 @@ class ErpSync:
             metadata=self.metadata,
             timeout=self.settings.max_deadline_seconds,
         )
+
+    async def apply_payment(self, change: PaymentChange) -> bool:
+        """The ERP payment line on the syncmesh invoice that carries its Tryton invoice:
+        RecordPayment + ApplyPayment as the erp, keyed by the line. False when skipped."""
+        if self.invoices is None or self.payments is None:
+            return False
+        if change.amount <= 0:  # a refund or a reversal on the receivable: not a payment
+            log.debug(
+                "Tryton move line %d on invoice %d is no payment (%s)",
+                change.line,
+                change.invoice,
+                change.amount,
+            )
+            return False
+        invoice = await self._invoice_of(change.invoice)
+        if invoice is None:
+            log.debug(
+                "Tryton invoice %d is not known to syncmesh; payment line %d skipped",
+                change.invoice,
+                change.line,
+            )
+            return False
+        if invoice.status == ipb.INVOICE_STATUS_DRAFT:
+            # The saga posts it right after creating it: fail the round, the next one retries.
+            raise RuntimeError(f"{invoice.name} (Tryton invoice {change.invoice}) is not posted yet")
+        amount = money_to_proto(Money(invoice.currency_code, change.amount))
+        line = str(change.line)
+        timeout = self.settings.max_deadline_seconds
+        payment = await self._record_payment(change, invoice, amount)
+        try:
+            await self.payments.ApplyPayment(
+                ppb.ApplyPaymentRequest(
+                    name=payment,
+                    invoice=invoice.name,
+                    amount=amount,
+                    request_id=str(uuid.uuid5(_NAMESPACE, f"payment-apply:{line}")),
+                ),
+                metadata=self.metadata,
+                timeout=timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT):
+                raise
+            info, _ = error_info(exc)
+            log.warning(
+                "Tryton payment line %d (%s %s) not applied to %s (%s, open %s): %s; %s stays unapplied",
+                change.line,
+                change.amount,
+                invoice.currency_code,
+                invoice.name,
+                ipb.InvoiceStatus.Name(invoice.status),
+                money_from_proto(invoice.open_amount).amount,
+                info.reason if info is not None else exc.code().name,
+                payment,
+            )
+            return False
+        return True
+
+    async def _invoice_of(self, tryton_invoice: int) -> ipb.Invoice | None:
+        assert self.invoices is not None
+        listed = await self.invoices.ListInvoices(
+            ipb.ListInvoicesRequest(
+                page_size=1,
+                filter=(
+                    f'external_reference.system = "{ERP_SYSTEM}" '
+                    f'AND external_reference.external_id = "{tryton_invoice}"'
+                ),
+            ),
+            metadata=self.metadata,
+            timeout=self.settings.max_deadline_seconds,
+        )
+        return listed.invoices[0] if listed.invoices else None
+
+    async def _record_payment(
+        self, change: PaymentChange, invoice: ipb.Invoice, amount: money_pb2.Money
+    ) -> str:
+        """The syncmesh payment of this ERP line (made once: by request id, else by reference)."""
+        assert self.payments is not None
+        ref = common_pb2.ExternalReference(system=ERP_SYSTEM, external_id=str(change.line))
+        try:
+            payment = await self.payments.RecordPayment(
+                ppb.RecordPaymentRequest(
+                    request_id=str(uuid.uuid5(_NAMESPACE, f"payment:{change.line}")),
+                    payment=ppb.Payment(
+                        customer=invoice.customer,
+                        amount=amount,
+                        received_date=date_pb2.Date(
+                            year=change.date.year, month=change.date.month, day=change.date.day
+                        ),
+                        method=ppb.PAYMENT_METHOD_OTHER,
+                        payment_reference=change.description,
+                        legal_entity=invoice.legal_entity,
+                        external_references=[ref],
+                    ),
+                ),
+                metadata=self.metadata,
+                timeout=self.settings.max_deadline_seconds,
+            )
+        except grpc.aio.AioRpcError as exc:
+            info, _ = error_info(exc)
+            # Recorded before, its idempotency record since expired: the reference names it.
+            if (
+                exc.code() == grpc.StatusCode.ALREADY_EXISTS
+                and info is not None
+                and info.metadata.get("payment")
+            ):
+                return str(info.metadata["payment"])
+            raise
+        return str(payment.name)
 
     async def _link(self, name: str, ref: common_pb2.ExternalReference, stamp: str) -> None:
         """Record the party's reference on the syncmesh customer it was made from."""
@@ -221,7 +363,7 @@ class ErpSync:
                     await self.open()
                 applied = await self.poll_once()
                 if applied:
-                    log.info("ERP sync applied %d customer change(s) from Tryton", applied)
+                    log.info("ERP sync applied %d change(s) from Tryton", applied)
             except Exception:  # the next round retries from the saved checkpoint
                 log.exception("ERP sync round failed; retrying in %gs", self.config.poll_interval_seconds)
             await asyncio.sleep(self.config.poll_interval_seconds)

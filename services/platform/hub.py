@@ -179,7 +179,13 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
                 running.sagas.start()
             if consume and settings.connectors.tryton is not None and "customers" in settings.services:
                 assert running.hub.peers is not None
-                running.erp_sync = ErpSync(settings, running.hub.peers.channel("customers"))
+                peers = running.hub.peers
+                running.erp_sync = ErpSync(
+                    settings,
+                    peers.channel("customers"),
+                    invoices=peers.channel("invoices"),
+                    payments=peers.channel("payments"),
+                )
                 running.erp_sync.start()
         relays: list[OutboxRelay] = []
         if "relay" in roles and (settings.run_relay or "grpc" not in roles):
