@@ -76,10 +76,18 @@ class SagaContext:
 
     @property
     def saga_id(self) -> str:
+        """What this saga's step keys start with: its quote's first external reference (the
+        saga's identity, `<system>.<external id>`), else its number. Not the number alone:
+        numbers restart with a new orchestration database and repeat across deployments, and
+        a step finds its vendor documents by its key, so it would take another deal's for its
+        own."""
+        refs = self.quote.external_references
+        if refs and refs[0].system and refs[0].external_id:
+            return f"{refs[0].system}.{refs[0].external_id}"
         return self.saga.rsplit("/", 1)[-1]
 
     def key(self, step: str) -> StepKey:
-        """The idempotency key of a step's writes: `<saga id>:<step>`."""
+        """The idempotency key of a step's writes: `<saga id>:<step>` (see `saga_id`)."""
         return StepKey(self.saga_id, step)
 
 

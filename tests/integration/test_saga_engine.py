@@ -127,11 +127,13 @@ async def test_happy_path_runs_every_step_once_and_keeps_results_and_documents(d
     journal = Journal()
     skip = Simple("skipped", journal, lambda n, ctx: Skip("NOTHING_TO_DO"))
     e = engine(db)
-    saga = await e.start(quote(steps=[Simple("a", journal), skip, Simple("b", journal)]))
+    q = quote(steps=[Simple("a", journal), skip, Simple("b", journal)])
+    saga = await e.start(q)
     done = await drive(e, saga.id, ["COMPLETED"])
     assert journal.runs == ["a", "skipped", "b"]
     assert [(s.name, s.state) for s in done.steps] == [("a", "DONE"), ("skipped", "SKIPPED"), ("b", "DONE")]
-    assert done.data == {"a": f"{saga.id}:a", "b": f"{saga.id}:b"}
+    deal = f"hubspot.{q.external_references[0].external_id}"  # step keys name the deal (its quote)
+    assert done.data == {"a": f"{deal}:a", "b": f"{deal}:b"}
     assert done.steps[0].documents[0]["external_id"] == "a-1"
     assert done.current_step == "" and done.reason == "" and done.lease_owner is None
     assert await e.run_due(50) == 0  # nothing more is due
