@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text, UniqueConstraint
 
-from services.platform.db import Database, database_for
+from services.platform.db import Database, open_migrated
 from services.platform.settings import Settings
 from services.platform.tables import BigId, UtcDateTime
 
@@ -53,21 +53,9 @@ webhook_inbox = Table(
 
 async def open_gateway_db(settings: Settings) -> Database:
     """The intake database, migrated (platform tables, then the webhook inbox)."""
-    db = database_for(GATEWAY_DB, settings)
-    try:
-        await db.migrate_all(GATEWAY_VERSIONS, metadata)
-    except BaseException:
-        await db.dispose()
-        raise
-    return db
+    return await open_migrated(GATEWAY_DB, settings, GATEWAY_VERSIONS, metadata)
 
 
 async def open_dispatch_db(settings: Settings) -> Database:
     """The dispatcher's database: only the platform's consumer tables."""
-    db = database_for(DISPATCH_DB, settings)
-    try:
-        await db.migrate_all(None)
-    except BaseException:
-        await db.dispose()
-        raise
-    return db
+    return await open_migrated(DISPATCH_DB, settings)

@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.platform.db import Database, database_for
+from services.platform.db import Database, open_migrated
 from services.platform.settings import Settings
 from services.platform.tables import BigId, UtcDateTime
 
@@ -106,13 +106,7 @@ poll_checkpoints = Table(
 
 async def open_connectors_db(settings: Settings) -> Database:
     """The connectors' database, migrated (platform tables, then this package's chain)."""
-    db = database_for(CONNECTORS_DB, settings)
-    try:
-        await db.migrate_all(CONNECTORS_VERSIONS, metadata)
-    except BaseException:
-        await db.dispose()
-        raise
-    return db
+    return await open_migrated(CONNECTORS_DB, settings, CONNECTORS_VERSIONS, metadata)
 
 
 def insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any]) -> Any:

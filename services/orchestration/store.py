@@ -42,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.platform.db import Database, database_for
+from services.platform.db import Database, open_migrated
 from services.platform.errors import NotFound
 from services.platform.paging import Cursor
 from services.platform.settings import Settings
@@ -123,13 +123,7 @@ FILTERABLE = {"state": sagas.c.state, "customer": sagas.c.customer}
 
 async def open_orchestration_db(settings: Settings) -> Database:
     """The orchestration's database, migrated (platform tables, then this package's chain)."""
-    db = database_for(ORCHESTRATION_DB, settings)
-    try:
-        await db.migrate_all(ORCHESTRATION_VERSIONS, metadata)
-    except BaseException:
-        await db.dispose()
-        raise
-    return db
+    return await open_migrated(ORCHESTRATION_DB, settings, ORCHESTRATION_VERSIONS, metadata)
 
 
 async def db_now(session: AsyncSession) -> float:

@@ -146,3 +146,17 @@ def database_for(service: str, settings: Settings) -> Database:
         path = (settings.data_dir / f"{service}.db").resolve()
         return Database(service, f"sqlite+aiosqlite:///{path}")
     return Database(service, settings.database_url, schema=f"{settings.db_schema_prefix}{service}")
+
+
+async def open_migrated(
+    name: str, settings: Settings, versions_dir: Path | None = None, metadata: MetaData | None = None
+) -> Database:
+    """`database_for(name)` migrated (the platform's tables, then `versions_dir`'s chain), for
+    components with a database of their own; disposed again when the migration fails."""
+    db = database_for(name, settings)
+    try:
+        await db.migrate_all(versions_dir, metadata)
+    except BaseException:
+        await db.dispose()
+        raise
+    return db
