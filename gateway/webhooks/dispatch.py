@@ -75,12 +75,6 @@ def request_id_for(source: str, event_id: str, index: int) -> str:
     return str(uuid.uuid5(REQUEST_ID_NAMESPACE, f"{source}\n{event_id}\n{index}"))
 
 
-def token_for(settings: Settings, identity: str) -> str | None:
-    """A bearer token bound to `identity` (the first configured, in a stable order)."""
-    tokens = sorted(token for token, who in settings.auth.tokens.items() if who == identity)
-    return tokens[0] if tokens else None
-
-
 def service_of(method: str) -> str:
     """`/syncmesh.customers.v1.CustomerService/X` → "customers"."""
     parts = method.strip("/").split(".")
@@ -101,7 +95,7 @@ class Dispatcher:
             raise PermanentError(NOT_A_WEBHOOK, f"{event.type} is not a WebhookAccepted event")
         if not data.commands:
             return  # an ordered event with nothing to apply: it only keeps its place in line
-        token = token_for(self.settings, data.identity)
+        token = self.settings.auth.token_of(data.identity)
         if token is None:
             raise PermanentError(
                 NO_TOKEN,

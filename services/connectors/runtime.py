@@ -77,10 +77,6 @@ ERP_SYSTEM = "tryton"
 _NAMESPACE = uuid.UUID("7a0c2f4e-3b1d-4f7e-9a51-6c2d8e0b9f13")
 
 
-def _token(settings: Settings, identity: str) -> str | None:
-    return next((t for t, who in settings.auth.tokens.items() if who == identity), None)
-
-
 def crm_consumer_specs(settings: Settings) -> list[ConsumerSpec]:
     """The CRM write-back consumers for the configured CRM systems (none when none is)."""
     crm = settings.connectors
@@ -153,7 +149,7 @@ class ErpSync:
         self.stub = cpb_grpc.CustomerServiceStub(customers)
         self.invoices = ipb_grpc.InvoiceServiceStub(invoices) if invoices is not None else None
         self.payments = ppb_grpc.PaymentServiceStub(payments) if payments is not None else None
-        token = _token(settings, "erp")
+        token = settings.auth.token_of("erp")
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.db: Database | None = None
         self.connector: TrytonConnector | None = None

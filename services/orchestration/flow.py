@@ -203,7 +203,7 @@ def lines_of(quote: opb.Quote, ids: Sequence[str]) -> list[opb.QuoteLine]:
 
 
 def _metadata(settings: Settings, identity: str) -> tuple[tuple[str, str], ...]:
-    token = next((t for t, who in settings.auth.tokens.items() if who == identity), None)
+    token = settings.auth.token_of(identity)
     return (("authorization", f"Bearer {token}"),) if token else ()
 
 

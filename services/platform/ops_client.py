@@ -56,9 +56,9 @@ def ops_token(settings: Settings, token: str | None) -> str:
     """--token / SYNCMESH_TOKEN, else the `ops` token of the settings or of <data_dir>/tokens.toml."""
     if token:
         return token
-    for configured, identity in settings.auth.tokens.items():
-        if identity == "ops":
-            return configured
+    configured = settings.auth.token_of("ops")
+    if configured is not None:
+        return configured
     path = settings.data_dir / "tokens.toml"
     if path.is_file():
         try:

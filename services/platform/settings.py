@@ -41,6 +41,11 @@ class AuthSettings(BaseModel):
                 raise ValueError("every token must be at least 16 characters long")
         return tokens
 
+    def token_of(self, identity: str) -> str | None:
+        """A bearer token bound to `identity` (the first in sorted order, so every caller and
+        process picks the same one), or None when none is configured."""
+        return min((t for t, who in self.tokens.items() if who == identity), default=None)
+
 
 class TrytonConnectorSettings(BaseModel):
     """The ERP: one company of one Tryton database, reached over JSON-RPC."""

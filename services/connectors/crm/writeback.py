@@ -376,7 +376,7 @@ WritersFactory = Callable[[ServiceContext], Mapping[str, MilestoneWriter]]
 def lookup_for(ctx: ServiceContext, identity: str = "ops") -> GrpcOrderLookup | None:
     """A lookup through the orders service as `identity` (a token the hub accepts for it),
     or None when no token is configured for it."""
-    token = next((t for t, who in ctx.settings.auth.tokens.items() if who == identity), None)
+    token = ctx.settings.auth.token_of(identity)
     if token is None:
         return None
     return GrpcOrderLookup(ctx.peers.channel("orders"), (("authorization", f"Bearer {token}"),))
