@@ -65,9 +65,30 @@ def main() -> None:
 @data_dir_option
 @click.option("--grpc-port", type=int, help="gRPC port for every domain service (default 50051).")
 @click.option("--http-port", type=int, help="HTTP port for the gateway (default 8080).")
-def up(config: str | None, data_dir: Path | None, grpc_port: int | None, http_port: int | None) -> None:
+@click.option("--processes", is_flag=True, help="The production topology: one supervised process each.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes with --processes (default 1).")
+@click.option("--nats-nodes", type=click.IntRange(min=1), default=1, help="With --processes: a NATS cluster.")
+def up(
+    config: str | None,
+    data_dir: Path | None,
+    grpc_port: int | None,
+    http_port: int | None,
+    processes: bool,
+    workers: int | None,
+    nats_nodes: int,
+) -> None:
     """Run the whole hub in one process: NATS (embedded unless SYNCMESH_NATS_URL is set),
-    every domain service and its event consumers, the outbox relays and the gateway."""
+    every domain service and its event consumers, the outbox relays and the gateway.
+
+    With --processes: the same as separate supervised processes (services/platform/topology.py)."""
+    if processes:
+        from services.platform.topology_cli import run_processes
+
+        run_processes(
+            _settings(config, data_dir=data_dir, grpc_port=grpc_port, http_port=http_port, workers=workers),
+            nats_nodes,
+        )
+        return
     _run(
         _settings(config, data_dir=data_dir, grpc_port=grpc_port, http_port=http_port),
         {"grpc", "consume", "relay", "http"},
@@ -117,6 +138,11 @@ def relay(config: str | None, data_dir: Path | None) -> None:
 def gateway(config: str | None, http_port: int | None) -> None:
     """Run only the HTTP gateway; it reaches the domain services through `peers`."""
     _run(_settings(config, http_port=http_port), {"http"}, "gateway")
+
+
+from services.platform.topology_cli import worker  # noqa: E402 - the worker role's command
+
+main.add_command(worker)
 
 
 @main.group()

@@ -164,7 +164,7 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
             running.bus = await Bus.connect(nats_url)
         if "grpc" in roles:
             assert running.bus is not None
-            consume = "consume" in roles
+            consume = "consume" in roles and settings.run_consumers
             # The CRM write-back runs where the orders service and its consumers run.
             # So do the sagas (the orchestration is hosted with orders): their wake consumers
             # and runner.

@@ -38,6 +38,9 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+die_with_parent = _die_with_parent  # for the other children syncmesh starts (topology.py)
+
+
 class EmbeddedNats:
     """A nats-server child process with JetStream, file storage under `store_dir`, on loopback."""
 
@@ -85,6 +88,12 @@ class EmbeddedNats:
         await self.stop()
         raise NatsStartError(f"nats-server did not start within {timeout:.0f}s; see {log_file}")
 
+    async def wait(self) -> int:
+        """Until the server exits; its exit code."""
+        if self._proc is None:
+            raise NatsStartError("nats-server is not running")
+        return await self._proc.wait()
+
     async def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
@@ -95,6 +104,14 @@ class EmbeddedNats:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+def nats_servers(url: str) -> list[str]:
+    """The server URLs of a `nats_url`: one, or a cluster's separated by commas."""
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    if not servers:
+        raise ValueError("nats_url names no server")
+    return servers
 
 
 class Bus:
@@ -110,7 +127,7 @@ class Bus:
             log.warning("nats: %s", exc)
 
         nc = await nats.connect(
-            url,
+            nats_servers(url),
             name=name,
             connect_timeout=5,
             max_reconnect_attempts=-1,

@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     db_schema_prefix: str = Field(default="syncmesh_", pattern=r"^[a-z_][a-z0-9_]*$")
     # None: the hub starts its own NATS server (JetStream, file storage under data_dir).
+    # A cluster: its servers' URLs separated by commas (the client fails over between them).
     nats_url: str | None = None
     # Prefix of JetStream stream names, so several hubs can share one NATS.
     stream_prefix: str = Field(default="SYNCMESH", pattern=r"^[A-Za-z0-9_-]+$")
@@ -132,6 +133,13 @@ class Settings(BaseSettings):
     relay_poll_seconds: float = Field(default=0.05, gt=0)
     # Whether `syncmesh up` runs the outbox relays in-process (else run `syncmesh relay`).
     run_relay: bool = True
+    # Whether `up`/`serve` run the worker role in-process: the event consumers, the saga
+    # runner and the connectors (false in the service processes of the production topology,
+    # whose consumers run in `syncmesh worker` processes).
+    run_consumers: bool = True
+    # How many `syncmesh worker` processes `syncmesh up --processes` starts (saga and consumer
+    # work is shared between them by leases and durable JetStream pull consumers).
+    workers: int = Field(default=1, ge=1, le=64)
     # Event consumers (defaults; each Consumer may override): redelivery wait while a handler
     # runs silently, deliveries before an event is dead-lettered, retry backoff (exponential
     # with jitter) and how long an event may stay parked before it is dead-lettered.
