@@ -33,12 +33,16 @@ from gateway.descriptors import (
     resolve_field,
 )
 from gateway.http_rules import split_verb
+from gateway.limits import RestLimits
 from gateway.openapi import openapi_document
 from services.platform.errors import ERROR_DOMAIN
 
 log = logging.getLogger(__name__)
 
 Target = str | Callable[[str], str]
+RATE_LIMITED = "RATE_LIMITED"
+# The REST rate limiter an app carries (set by gateway/app.py's create_app from the settings).
+REST_LIMITS: web.AppKey[RestLimits] = web.AppKey("rest_limits", RestLimits)
 
 # Canonical code name -> HTTP status (google/rpc/code.proto's mapping).
 HTTP_STATUS: dict[str, int] = {
@@ -420,19 +424,26 @@ class _Forwarder:
         self.callables.clear()
 
 
-def add_rest_routes(app: web.Application, target: Target, *, deadline_seconds: float) -> None:
+def add_rest_routes(
+    app: web.Application, target: Target, *, deadline_seconds: float, limits: RestLimits | None = None
+) -> None:
     """Serve every `google.api.http` rule of the contracts on `app`, plus GET /openapi.json.
 
     `target` is the gRPC address ("host:port") of the services, or a function from a full
-    service name (e.g. `syncmesh.customers.v1.CustomerService`) to its address.
+    service name (e.g. `syncmesh.customers.v1.CustomerService`) to its address. `limits`
+    (else the app's `REST_LIMITS`, which gateway/app.py's `create_app` sets from the
+    settings; else none) rate-limits each calling identity: 429 RATE_LIMITED with Retry-After.
     """
     rules = bindings()
     router = Router(rules)
     forwarder = _Forwarder(target)
+    limiter = limits if limits is not None else app.get(REST_LIMITS)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         raw_path = request.rel_url.raw_path
         try:
+            if limiter is not None:
+                _check_rate(limiter, request)
             binding, values = router.route(request.method, raw_path)
             try:
                 body = await request.read() if binding.body else b""
@@ -481,6 +492,18 @@ def add_rest_routes(app: web.Application, target: Target, *, deadline_seconds: f
     for prefix in prefixes:
         app.router.add_route("*", f"/{prefix}/{{tail:.*}}", handle)
     app.on_cleanup.append(close)
+
+
+def _check_rate(limiter: RestLimits, request: web.Request) -> None:
+    wait = limiter.retry_after(request.headers.get("Authorization"), request.remote)
+    if wait is not None:
+        raise GatewayError(
+            RATE_LIMITED,
+            f"too many requests from this caller; retry in {wait} s",
+            status="RESOURCE_EXHAUSTED",
+            metadata={"retryAfterSeconds": str(wait)},
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def _first_literal(binding: Binding) -> str:
