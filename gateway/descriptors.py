@@ -27,7 +27,17 @@ from google.protobuf.message import Message
 from gateway.http_rules import PathTemplate, parse_template
 
 # The domains whose contracts the gateway serves: `syncmesh.<domain>.v1`, module `<domain>_pb2`.
-DOMAINS = ("customers", "catalog", "orders", "subscriptions", "invoices", "payments", "orchestration", "ops")
+DOMAINS = (
+    "customers",
+    "catalog",
+    "orders",
+    "subscriptions",
+    "invoices",
+    "payments",
+    "orchestration",
+    "ops",
+    "lineage",
+)
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 

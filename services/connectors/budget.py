@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.connectors.base import PermanentVendorError, Priority, TransientVendorError
+from services.connectors.base import PermanentVendorError, Priority, TransientVendorError, VendorError
 from services.connectors.store import (
     CLOSED,
     HALF_OPEN,
@@ -33,6 +33,7 @@ from services.connectors.store import (
     vendor_budgets,
     vendor_circuits,
 )
+from services.platform import metrics
 from services.platform.db import Database
 from services.platform.settings import Settings
 
@@ -245,6 +246,7 @@ async def guarded(
     breaker: CircuitBreaker | None,
     priority: Priority = Priority.LIVE,
     timeout: float = 30.0,
+    operation: str = "",
 ) -> T:
     """One vendor call under the account's breaker and budget.
 
@@ -253,13 +255,24 @@ async def guarded(
     failure and its `retry_after` penalizes the budget for every worker; PermanentVendorError
     (the vendor answered) and success count as the vendor being up. Other exceptions pass
     through unrecorded: connectors translate vendor failures into VendorErrors themselves.
+
+    Measured (services/platform/metrics.py): the call's latency and outcome by system and
+    `operation` (default: what names the call), refusals by reason, and the budget's use.
     """
-    if breaker is not None:
-        await breaker.before_call()
-    if budget is not None:
-        await budget.acquire(priority, timeout)
+    guard = budget or breaker
+    system, account = (guard.system, guard.account) if guard is not None else ("unknown", "")
     try:
-        result = await call()
+        if breaker is not None:
+            await breaker.before_call()
+        if budget is not None:
+            await budget.acquire(priority, timeout)
+    except VendorError as exc:
+        metrics.record_exception("connector", exc.reason)
+        raise
+    metrics.vendor_request(system, account, budget.rate_per_s if budget is not None else None)
+    try:
+        with metrics.connector_call(system, operation or metrics.operation_of(call)):
+            result = await call()
     except TransientVendorError as exc:
         if breaker is not None:
             await breaker.record_failure()

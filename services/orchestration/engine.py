@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from syncmesh.orders.v1 import orders_pb2
 
 from services.connectors.base import PermanentVendorError, TransientVendorError
+from services.orchestration.observe import observed
 from services.orchestration.steps import (
     Done,
     Outcome,
@@ -227,7 +228,7 @@ class SagaEngine:
         ctx = SagaContext(saga.name, quote, dict(saga.data))
         run = _SagaRun(self, saga, ctx)
         try:
-            plan = list(self.plan(quote))
+            plan = observed(self.plan(quote))  # each step measured and traced
         except Exception as exc:  # the plan could not be made (a peer away): try again later
             failure = _classify(exc)
             await run.save(

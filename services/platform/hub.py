@@ -31,6 +31,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.app import Webhooks, create_app, grpc_health_report, start_gateway
+from gateway.observability import add_metrics_routes, start_metrics_server
 from gateway.rest import add_rest_routes
 from gateway.webhooks.dispatch import dispatch_consumer
 from gateway.webhooks.registry import load_sources
@@ -38,8 +39,10 @@ from gateway.webhooks.store import GATEWAY_DB, GATEWAY_DOMAIN, open_dispatch_db,
 from services.connectors.runtime import ErpSync, crm_consumer_specs
 from services.orchestration.api import saga_runner, wake_consumer_specs
 from services.orchestration.engine import SagaRunner
+from services.platform import tracing
 from services.platform.consumer import Consumer
 from services.platform.db import Database, database_for
+from services.platform.metrics import Sources
 from services.platform.nats import Bus, EmbeddedNats
 from services.platform.relay import OutboxRelay, RelayGroup
 from services.platform.server import Hub, Peers, start_hub
@@ -83,6 +86,9 @@ class Running:
     erp_sync: ErpSync | None = None  # ERP changes back into syncmesh (consume role, Tryton configured)
     peers: Peers | None = None  # the dispatcher's channels when no hub runs here
     sagas: SagaRunner | None = None  # the saga runner (consume role, where orders runs)
+    metrics: Sources | None = None  # what /metrics reads (gateway/observability.py)
+    metrics_runner: web.AppRunner | None = None  # /metrics alone, on metrics_port (no gateway here)
+    metrics_port: int = 0
 
     @property
     def grpc_port(self) -> int:
@@ -106,6 +112,10 @@ class Running:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.metrics_runner is not None:
+            await self.metrics_runner.cleanup()
+        if self.metrics is not None:
+            await self.metrics.close()
         if self.dispatcher is not None:
             await self.dispatcher.stop()  # before the server its calls go to
         if self.erp_sync is not None:
@@ -150,6 +160,8 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
     if "grpc" in roles or (settings.data_dir / "tokens.toml").is_file():
         settings = ensure_tokens(settings)  # the dispatcher calls the services with them too
     running = Running(settings)
+    tracing.configure(settings)
+    running.metrics = _metrics_sources(running)
     try:
         if roles & {"grpc", "relay", "http"}:
             nats_url = _nats_url(settings, embedded_ok="grpc" in roles)
@@ -216,14 +228,35 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
             add_rest_routes(
                 app, _grpc_target(settings, running), deadline_seconds=settings.max_deadline_seconds
             )
+            add_metrics_routes(app, settings, running.metrics)
             running.runner, running.http_port = await start_gateway(
                 app, settings.http_host, settings.http_port
             )
+        elif settings.metrics_port is not None:
+            running.metrics_runner, running.metrics_port = await start_metrics_server(
+                settings, running.metrics, settings.metrics_port
+            )
+            log.info("metrics on %s:%d/metrics", settings.http_host, running.metrics_port)
     except BaseException:
         await running.stop()
         raise
     log.info("syncmesh: %s; data in %s", running.banner(), settings.data_dir.resolve())
     return running
+
+
+def _metrics_sources(running: Running) -> Sources:
+    """What this process's /metrics reads: its databases and its event consumers."""
+
+    def databases() -> dict[str, Database]:
+        return {**(running.hub.databases if running.hub is not None else {}), **running.databases}
+
+    def consumers() -> dict[str, Consumer]:
+        found = dict(running.hub.consumers) if running.hub is not None else {}
+        if running.dispatcher is not None:
+            found[running.dispatcher.name] = running.dispatcher
+        return found
+
+    return Sources.for_process(running.settings, databases, consumers)
 
 
 def _grpc_target(settings: Settings, running: Running) -> Callable[[str], str]:
@@ -232,7 +265,7 @@ def _grpc_target(settings: Settings, running: Running) -> Callable[[str], str]:
 
     def target(full_name: str) -> str:
         domain = full_name.split(".")[1] if full_name.count(".") >= 2 else ""
-        if domain == "orchestration" and domain not in settings.peers:
+        if domain in ("orchestration", "lineage") and domain not in settings.peers:
             domain = "orders"  # hosted where orders runs
         if domain in settings.peers:
             return settings.peers[domain]

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from services.platform import grpc_errors
+from services.platform import grpc_errors, metrics
 from services.platform.domain import Origin
 from services.platform.errors import DomainError, ErrorCode, Unauthenticated, invalid
 from services.platform.validation import validate_request
@@ -173,6 +173,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         code=ErrorCode.DEADLINE_EXCEEDED,
                     ) from None
             except DomainError as err:
+                metrics.record_exception("grpc", err.reason)
                 await grpc_errors.abort(context, err)
             except NotImplementedError:
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
@@ -181,6 +182,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             except Exception:
                 incident = uuid.uuid4().hex[:12]
                 log.exception("internal error in %s (incident %s)", method, incident)
+                metrics.record_exception("grpc", "INTERNAL_ERROR")
                 await grpc_errors.abort(
                     context,
                     DomainError(

@@ -32,6 +32,8 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from sqlalchemy import MetaData
 
+from services.lineage import api as lineage_api
+from services.lineage.reader import LineageReader
 from services.ops import api as ops_api
 from services.platform.consumer import Consumer, Handler
 from services.platform.db import Database, database_for
@@ -160,6 +162,7 @@ class Hub:
     _probe: asyncio.Task[None] | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _jobs: list[asyncio.Task[None]] = field(default_factory=list)
+    _lineage: LineageReader | None = None
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         """Migrate each service's database, then serve. Returns the bound port."""
@@ -189,11 +192,15 @@ class Hub:
         await self._build_consumers(contexts)
         ops_api.register(self.server, self.databases, self.consumers)
         await self.health.set(ops_api.FULL_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+        extra_names = []
+        if "orchestration" in self.databases:  # lineage is read where the sagas are
+            self._lineage = lineage_api.register(self.server, settings, self.databases)
+            extra_names.append(lineage_api.FULL_NAME)
         if self.extra_handlers:
             self.server.add_generic_rpc_handlers(tuple(self.extra_handlers))
         reflection.enable_server_reflection(
             [svc.full_name for svc in self.services]
-            + [ops_api.FULL_NAME]
+            + [ops_api.FULL_NAME, *extra_names]
             + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.server,
         )
@@ -307,6 +314,8 @@ class Hub:
             await self.server.stop(grace)
         if self.peers is not None:
             await self.peers.close()
+        if self._lineage is not None:
+            await self._lineage.close()
         for db in self.databases.values():
             await db.dispose()
 

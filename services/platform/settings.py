@@ -183,6 +183,14 @@ class Settings(BaseSettings):
     vendor_rate_limits: dict[str, float] = Field(default_factory=dict)
     # The vendor systems the worker role drives (ERP polling, CRM write-back); see README.
     connectors: ConnectorsSettings = Field(default_factory=ConnectorsSettings)
+    # Observability (docs/observability.md). /metrics needs the ops token unless public; a
+    # process without the gateway serves /metrics on metrics_port when set (0: any free port).
+    metrics_public: bool = False
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Traces: exported over OTLP/gRPC (e.g. "http://otel-collector:4317") when set, else none.
+    otlp_endpoint: str | None = None
+    trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    trace_service_name: str = "syncmesh"
 
     @field_validator("database_url")
     @classmethod

@@ -103,7 +103,8 @@
 
   function duration(seconds) {
     if (!Number.isFinite(seconds)) return "–";
-    const s = Math.max(0, Math.round(seconds));
+    if (seconds < 10) return `${Math.max(0, seconds).toFixed(1)} s`;
+    const s = Math.round(seconds);
     if (s < 60) return `${s} s`;
     if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
     if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
@@ -279,6 +280,7 @@
           cell(s.currentStep),
           cell(s.message),
           cell(age(s.updateTime, now)),
+          lineageButton(s.name),
         ]),
       );
     fill("backlog-table", rows, "Nothing held.");
@@ -432,29 +434,227 @@
     fill("parked-table", rows, "No parked events.");
   }
 
-  function drawReconciliation(report) {
+  // The newest finished reconciliation report, its differences by object type and kind, and the
+  // first differences; null when this hub serves no reconciliation API.
+  async function latestReconciliation() {
+    return optional(async () => {
+      const page = await api("/v1/reconciliationReports?pageSize=20");
+      const reports = (page && page.reconciliationReports) || [];
+      const report = reports.find((r) => r.state === "REPORT_STATE_SUCCEEDED") || null;
+      const running = reports.find((r) => r.state === "REPORT_STATE_RUNNING") || null;
+      if (!report) return { report: null, running, differences: [], more: false };
+      const diffs = await api(`/v1/${report.name}/differences?pageSize=200`);
+      return {
+        report,
+        running,
+        differences: (diffs && diffs.differences) || [],
+        more: Boolean(diffs && diffs.nextPageToken),
+      };
+    });
+  }
+
+  function paragraph(text, className) {
+    const p = document.createElement("p");
+    if (className) p.className = className;
+    p.textContent = text;
+    return p;
+  }
+
+  function table(testid, headings, rows) {
+    const t = document.createElement("table");
+    t.dataset.testid = testid;
+    const head = t.createTHead().insertRow();
+    for (const h of headings) {
+      const th = document.createElement("th");
+      th.textContent = h;
+      head.append(th);
+    }
+    const body = t.createTBody();
+    for (const row of rows) body.append(row);
+    return t;
+  }
+
+  function drawReconciliation(found, now) {
     const body = $("reconciliation-body");
     body.replaceChildren();
-    const p = document.createElement("p");
-    if (report === null) {
+    if (found === null) {
       tile("tile-drift", "n/a", false);
-      p.className = "empty";
-      p.textContent = "This hub serves no reconciliation API yet.";
-      body.append(p);
+      body.append(paragraph("This hub serves no reconciliation API.", "empty"));
       return;
     }
-    tile("tile-drift", "–", false);
-    p.textContent = "No reconciliation report.";
-    body.append(p);
+    if (found.running) {
+      body.append(paragraph(`${found.running.name} is running (${found.running.currentObjectType || "starting"}).`, "hint"));
+    }
+    const report = found.report;
+    if (!report) {
+      tile("tile-drift", "–", false);
+      body.append(paragraph("No finished reconciliation report yet (syncmesh reconcile, or the scheduled run).", "empty"));
+      return;
+    }
+    const count = Number(report.differenceCount || 0);
+    tile("tile-drift", count, count > 0);
+    const info = paragraph(
+      `${report.name}: ${count} difference${count === 1 ? "" : "s"} in ${report.recordsRead || 0} records read, ` +
+        `${short(report.trigger, "REPORT_TRIGGER_").toLowerCase().replace("_", " ")}` +
+        `${report.dryRun ? ", dry run" : ""}, finished ${age(report.endTime, now)} ago.`,
+      "hint",
+    );
+    info.dataset.testid = "reconciliation-report";
+    info.dataset.name = report.name;
+    info.dataset.count = String(count);
+    body.append(info);
+    const chart = document.createElement("div");
+    chart.className = "chart";
+    chart.dataset.testid = "drift-chart";
+    body.append(chart);
+    const bars = [];
+    for (const summary of report.summaries || []) {
+      for (const [kind, n] of Object.entries(summary.differences || {})) {
+        bars.push({ label: `${summary.objectType}: ${kind}`, value: Number(n), text: `${n}`, kind: "bad" });
+      }
+    }
+    bars.sort((a, b) => b.value - a.value || a.label.localeCompare(b.label));
+    window.SyncmeshCharts.barChart(chart, bars, {
+      title: "Reconciliation differences by object type and kind",
+      empty: "The systems agree.",
+    });
+    const rows = found.differences.map((d, i) =>
+      tableRow(`${i}`, [
+        cell(d.objectType, { "data-field": "type" }),
+        cell(short(d.kind, "DIFFERENCE_KIND_"), { "data-field": "kind" }),
+        cell(d.key, { "data-field": "key" }),
+        cell(d.system),
+        cell(d.field),
+        cell(d.expected),
+        cell(d.actual),
+        cell(short(d.healState, "HEAL_STATE_")),
+      ]),
+    );
+    if (rows.length) {
+      body.append(table("drift-table", ["Type", "Kind", "Key", "System", "Field", "Expected", "Actual", "Heal"], rows));
+    }
+    if (found.more) body.append(paragraph("Only the first 200 differences are listed.", "truncated"));
+  }
+
+  function item(kind, text, meta, name) {
+    const li = document.createElement("li");
+    if (name) li.dataset.name = name;
+    const k = document.createElement("span");
+    k.className = "kind";
+    k.textContent = kind;
+    li.append(k, document.createTextNode(text));
+    if (meta) {
+      const m = document.createElement("div");
+      m.className = "meta";
+      m.textContent = meta;
+      li.append(m);
+    }
+    return li;
   }
 
   async function showLineage(name) {
     const body = $("lineage-body");
-    body.replaceChildren();
-    const p = document.createElement("p");
-    p.className = "empty";
-    p.textContent = `No lineage API on this hub for ${name}.`;
-    body.append(p);
+    body.replaceChildren(paragraph(`Reading the lineage of ${name}…`, "hint"));
+    let lineage;
+    try {
+      lineage = await api(`/v1/lineage?${new URLSearchParams({ name })}`);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return signOut("Your token was refused; sign in again.");
+      const absent = err instanceof ApiError && (err.reason === "ROUTE_NOT_FOUND" || err.status === 501);
+      body.replaceChildren(
+        paragraph(absent ? "This hub serves no lineage API." : `${err.reason || "ERROR"}: ${err.message}`, "error"),
+      );
+      return;
+    }
+    const now = Date.now();
+    const chain = document.createElement("div");
+    chain.className = "lineage";
+    chain.dataset.saga = lineage.saga || "";
+    const q = lineage.quote || {};
+    const head = document.createElement("ol");
+    head.dataset.testid = "lineage-chain";
+    head.append(
+      item("Quote", `${q.name || ""} (${q.externalSystem || "?"}: ${q.externalId || "?"})`, `customer ${q.customer || "–"}`, q.name),
+      item(
+        "Saga",
+        `${lineage.saga} · ${short(lineage.state, "SAGA_STATE_")}${lineage.reason ? ` · ${lineage.reason}` : ""}`,
+        `started ${age(lineage.createTime, now)} ago, last change ${age(lineage.updateTime, now)} ago`,
+        lineage.saga,
+      ),
+    );
+    if (q.order) head.append(item("Order", q.order, "", q.order));
+    chain.append(head);
+
+    const steps = document.createElement("ol");
+    steps.dataset.testid = "lineage-steps";
+    for (const step of lineage.steps || []) {
+      const docs = (step.documents || [])
+        .map((d) => `${d.system} ${d.objectType} ${d.externalId}${d.canonical ? ` → ${d.canonical}` : ""}`)
+        .join("; ");
+      const why = step.reason ? ` · ${step.reason}${step.message ? `: ${step.message}` : ""}` : "";
+      steps.append(
+        item(
+          `Step ${step.name}`,
+          ` · ${short(step.state, "SAGA_STEP_STATE_")} · ${step.attempts || 0} attempt(s)${why}`,
+          docs ? `documents: ${docs}` : "",
+          step.name,
+        ),
+      );
+    }
+    chain.append(paragraph("Saga steps and the documents they made", "hint"), steps);
+
+    const mappings = (lineage.mappings || []).map((m) =>
+      tableRow(m.lineId, [
+        cell(m.lineId),
+        cell(m.product),
+        cell(m.targetSystem),
+        cell(m.mapping ? `${m.mapping} v${m.mappingVersion || 0}` : "by its syncmesh name"),
+        cell(m.externalId),
+      ]),
+    );
+    if (mappings.length) {
+      chain.append(
+        paragraph("Mappings used", "hint"),
+        table("lineage-mappings", ["Line", "Product", "System", "Mapping", "External id"], mappings),
+      );
+    }
+    const events = (lineage.events || []).map((e) =>
+      tableRow(e.id, [
+        cell(e.time ? new Date(millis(e.time)).toISOString() : ""),
+        cell(short(e.type, /^com\.syncmesh\./)),
+        cell(`${e.subject}${e.sequence ? `#${e.sequence}` : ""}`),
+        cell(e.published ? "yes" : "not yet"),
+        cell((e.appliedBy || []).join(", ")),
+        cell(e.traceId),
+      ]),
+    );
+    chain.append(
+      paragraph("Events", "hint"),
+      table("lineage-events", ["Time", "Event", "About", "Published", "Applied by", "Trace"], events),
+    );
+    const versions = (lineage.conflictPolicyVersions || []).join(", ");
+    chain.append(
+      paragraph(
+        `Ownership policy ${lineage.policyVersion || "–"}${versions ? `; conflicts recorded under ${versions}` : ""}.`,
+        "hint",
+      ),
+    );
+    body.replaceChildren(chain);
+  }
+
+  function lineageButton(name) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "lineage-link";
+    button.textContent = "Lineage";
+    button.addEventListener("click", () => {
+      $("lineage-name").value = name;
+      $("lineage").scrollIntoView();
+      showLineage(name);
+    });
+    const td = document.createElement("td");
+    td.append(button);
+    return td;
   }
 
   // --- loading -------------------------------------------------------------------------------
@@ -468,7 +668,7 @@
       listAll("/v1/payments", "payments"),
       listAll("/v1/deadLetters", "deadLetters", "state = DEAD"),
       listAll("/v1/parkedEvents", "parkedEvents"),
-      optional(async () => null),
+      latestReconciliation(),
     ]);
     const sagas = sagaLists.flatMap((l) => l.items);
     drawBacklog(sagas, now);
@@ -477,7 +677,7 @@
     drawAmendments(dead.items, parked.items, now);
     drawDeadLetters(dead.items, now);
     drawParked(parked.items, now);
-    drawReconciliation(report);
+    drawReconciliation(report, now);
     truncatedNote("backlog", sagaLists);
     truncatedNote("invoicing", [orders, invoices]);
     truncatedNote("payments", [payments]);

@@ -274,7 +274,13 @@ class StripeConnector:
                 log.info("stripe %s: %s (status %s)", self.account, error.reason, error.status)
                 raise error from None
 
-        return await guarded(call, budget=self.budget, breaker=self.breaker, priority=self.priority)
+        return await guarded(
+            call,
+            budget=self.budget,
+            breaker=self.breaker,
+            priority=self.priority,
+            operation=getattr(fn, "__qualname__", "").removesuffix("_async"),
+        )
 
     async def _find(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T | None:
         """A retrieve: None when Stripe answers 404."""

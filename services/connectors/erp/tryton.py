@@ -40,6 +40,7 @@ import datetime as dt
 import itertools
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -61,6 +62,7 @@ from services.connectors.budget import CircuitBreaker, RateBudget, guarded
 from services.connectors.http import OutboundPolicy
 from services.connectors.idempotency import once
 from services.connectors.store import load_checkpoint, save_checkpoint
+from services.platform import metrics
 from services.platform.db import Database
 
 SYSTEM = "tryton"
@@ -311,7 +313,11 @@ class TrytonClient:
 
         if self._guard is None:
             return await exchange()
-        return await self._guard(exchange)
+        named = metrics.current_operation.set(method)  # the JSON-RPC method names the call
+        try:
+            return await self._guard(exchange)
+        finally:
+            metrics.current_operation.reset(named)
 
     async def login(self) -> None:
         async with self._login_lock:
@@ -1117,9 +1123,11 @@ class TrytonPoller:
     async def poll(self, handle: Callable[[list[Change]], Awaitable[None]] | None = None) -> list[Change]:
         """Read every feed up to now; `handle` gets each page's changes before its cursor is
         saved (so a crash re-delivers, never loses). Returns all the changes."""
+        started = time.time()
         changes: list[Change] = []
         for feed in self.feeds:
             changes.extend(await self._poll_feed(feed, handle))
+        metrics.sync_polled(SYSTEM, self.connector.account, started)  # read up to `started`
         return changes
 
     async def _poll_feed(
