@@ -1,6 +1,8 @@
 """The HTTP gateway. Thin: verify, dedupe, persist, map, answer.
 
 - `/healthz`: the health of every hosted domain service as the gRPC health service sees it.
+- `/` and `/dashboard/{file}`: the operations dashboard (gateway/dashboard/), a static page
+  that reads the REST API with the bearer token it is given.
 - `POST /webhooks/stripe`, `/webhooks/hubspot`, `/webhooks/salesforce` and
   `/webhooks/sources/{name}` (declarative sources): the raw body (at most
   `MAX_WEBHOOK_BODY` bytes, else 413 `BODY_TOO_LARGE`) goes to the webhook intake
@@ -25,6 +27,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.dashboard import add_dashboard_routes
 from gateway.webhooks.intake import IntakeResult, accept, error_result
 from gateway.webhooks.model import Request, Source
 from services.platform.db import Database
@@ -102,6 +105,7 @@ def create_app(health_report: HealthReport, webhooks: Webhooks | None = None) ->
     for name in VENDOR_ROUTES:
         app.router.add_post(f"/webhooks/{name}", vendor_webhook)
     app.router.add_post("/webhooks/sources/{name}", source_webhook)
+    add_dashboard_routes(app)  # `/` and `/dashboard/{file}`: the operations dashboard
     return app
 
 
