@@ -36,10 +36,12 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from services.platform.hub import ensure_tokens
 from services.platform.nats import EmbeddedNats, NatsStartError, die_with_parent, nats_server_binary
+from services.platform.server import hosted_services, load_service
 from services.platform.settings import DOMAIN_SERVICES, ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -140,31 +142,41 @@ class NatsCluster:
             preexec_fn=die_with_parent,
         )
 
-    def _jetstream_ready(self, node: NatsNode) -> bool:
-        """The node serves JetStream and sees a meta leader with every peer (its /jsz)."""
+    def _jsz(self, node: NatsNode) -> dict[str, Any] | None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{node.monitor_port}/jsz", timeout=2) as r:
-                jsz = json.loads(r.read())
+                jsz: dict[str, Any] = json.loads(r.read())
+                return jsz
         except (OSError, ValueError):
+            return None
+
+    async def _ready(self, running: Sequence[NatsNode]) -> bool:
+        """Every running node serves JetStream and names one meta leader, which sees the other
+        running nodes current (a follower's /jsz does not track its peers)."""
+        found = await asyncio.gather(*(asyncio.to_thread(self._jsz, n) for n in running))
+        if not running or any(j is None or j.get("disabled") for j in found):
             return False
-        meta = jsz.get("meta_cluster") or {}
         if len(self.nodes) == 1:
-            return not jsz.get("disabled", False)
-        replicas = meta.get("replicas") or []
-        return (
-            bool(meta.get("leader")) and sum(1 for r in replicas if r.get("current")) >= len(self.nodes) - 1
-        )
+            return True
+        metas = [j.get("meta_cluster") or {} for j in found if j is not None]
+        leaders = {m.get("leader") for m in metas}
+        if len(leaders) != 1 or not next(iter(leaders)):
+            return False
+        leader = next(iter(leaders))
+        view = next((m for n, m in zip(running, metas, strict=True) if n.name == leader), None)
+        if view is None:
+            return False
+        current = {r.get("name") for r in view.get("replicas") or [] if r.get("current")}
+        return all(n.name in current for n in running if n.name != leader)
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until every running node serves JetStream with a meta leader and its peers current."""
+        """Until the running nodes form a JetStream cluster with a meta leader."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             running = [n for n in self.nodes if n.running]
-            dead = [n.name for n in self.nodes if n.proc is not None and n.proc.returncode is not None]
-            if dead and len(running) == 0:
-                raise NatsStartError(f"nats-server {', '.join(dead)} exited; see {self.root}/nats-*/")
-            checks = await asyncio.gather(*(asyncio.to_thread(self._jetstream_ready, n) for n in running))
-            if running and all(checks):
+            if not running and any(n.proc is not None for n in self.nodes):
+                raise NatsStartError(f"every nats-server exited; see {self.root}/nats-*/")
+            if await self._ready(running):
                 return
             await asyncio.sleep(0.2)
         raise NatsStartError(f"the NATS cluster was not ready within {timeout:.0f}s; see {self.root}/nats-*/")
@@ -220,6 +232,19 @@ def service_ports(settings: Settings) -> dict[str, int]:
     return {name: settings.grpc_port + i for i, name in enumerate(DOMAIN_SERVICES)}
 
 
+def worker_services(settings: Settings) -> list[str]:
+    """The services whose work a worker runs: those declaring consumers or scheduled jobs (or
+    whose companions do), orders (the sagas and the CRM write-back run where it runs) and, with
+    Tryton configured, customers (the ERP change feed). A worker opens only their databases."""
+    names = []
+    for name in settings.services:
+        hosted = [load_service(n) for n in hosted_services([name])]
+        busy = any(svc.consumers or svc.jobs for svc in hosted)
+        if busy or name == "orders" or (name == "customers" and settings.connectors.tryton is not None):
+            names.append(name)
+    return names
+
+
 def plan(settings: Settings, nats_url: str, *, replicas: int | None = None) -> list[ChildSpec]:
     """The processes of the topology for `settings`, in start order."""
     ports = service_ports(settings)
@@ -245,8 +270,11 @@ def plan(settings: Settings, nats_url: str, *, replicas: int | None = None) -> l
         for name, port in ports.items()
     ]
     relay = ChildSpec("relay", ("relay",), common, "relay")
+    work = tuple(arg for name in worker_services(settings) for arg in ("--service", name))
     workers = [
-        ChildSpec(f"worker-{i + 1}", ("worker",), {**common, "SYNCMESH_RUN_CONSUMERS": "true"}, "worker")
+        ChildSpec(
+            f"worker-{i + 1}", ("worker", *work), {**common, "SYNCMESH_RUN_CONSUMERS": "true"}, "worker"
+        )
         for i in range(settings.workers)
     ]
     gateway = ChildSpec(
@@ -357,8 +385,8 @@ class Supervisor:
             width = max(len(s.name) for s in specs)
             self.children = [Child(spec, {**env, **spec.env}, width) for spec in specs]
             # Services first (the others call them), then the relay, workers and the gateway.
-            for role in ("service", "relay", "worker", "gateway"):
-                group = [c for c in self.children if c.spec.role == role]
+            for roles in (("service",), ("relay", "worker", "gateway")):
+                group = [c for c in self.children if c.spec.role in roles]
                 await asyncio.gather(*(self._first_start(c) for c in group))
             self.write_state()
         except BaseException:
