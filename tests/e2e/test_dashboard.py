@@ -473,6 +473,15 @@ async def test_the_page_asks_for_a_token_and_the_api_refuses_calls_without_one(
     assert await page.evaluate("sessionStorage.length") == 0
 
 
+async def test_only_the_dashboards_own_files_are_served(rest: Rest) -> None:
+    async with rest.http.get(rest.base + "/dashboard/app.js") as reply:
+        assert reply.status == 200 and reply.content_type == "text/javascript"
+        assert reply.headers["X-Content-Type-Options"] == "nosniff"
+    for path in ("/dashboard/missing.js", "/dashboard/..%2F__init__.py", "/dashboard/"):
+        async with rest.http.get(rest.base + path) as reply:
+            assert reply.status == 404, path
+
+
 async def test_the_page_shows_what_the_api_says(
     running: Running, rest: Rest, world: World, page: Any
 ) -> None:
