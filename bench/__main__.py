@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from bench import floor, grpc_write, pipeline, quota, webhook
+from bench import floor, grpc_write, pipeline, quota, reconcile, webhook
 
 HERE = Path(__file__).parent
 TARGETS = {
@@ -31,6 +31,8 @@ TARGETS = {
     "webhook_p99_ms": 20,
     "quota_use": 0.95,
     "quota_violations": 0,
+    "reconcile_1m_s": 60,
+    "reconcile_rss_mb": 1024,
 }
 # Transactions in flight in the pipeline benchmark: its writers and its consumer.
 SPINE_CONCURRENCY = pipeline.WRITERS + 1
@@ -45,7 +47,7 @@ def postgres_url() -> str | None:
         return None
 
 
-GROUPS = ("grpc_write", "pipeline", "floor", "webhook", "quota")
+GROUPS = ("grpc_write", "pipeline", "floor", "webhook", "quota", "reconcile")
 
 
 def main() -> None:
@@ -96,6 +98,8 @@ def main() -> None:
             _webhook(new, backend, url, suffix, rounds, seconds)
         if "quota" in only:
             _quota(new, backend, url, suffix, 4.0 if args.quick else 10.0)
+        if "reconcile" in only:
+            _reconcile(new, backend, url, suffix, 100_000 if args.quick else 1_000_000)
     for entry in new.values():
         entry["command"] = command
         entry["date"] = date
@@ -263,6 +267,29 @@ def _quota(out: dict[str, Any], backend: str, url: str | None, suffix: str, seco
         f" quota_violations{suffix} = {measured['violations']}, live delay p99"
         f" {measured['live_p99_ms']} ms, max {measured['live_max_ms']} ms"
     )
+
+
+def _reconcile(out: dict[str, Any], backend: str, url: str | None, suffix: str, objects: int) -> None:
+    """Generated streams once (no database); with PostgreSQL, the syncmesh side from its tables."""
+    runs = [("", None)] if backend == "sqlite" else [("_sql", url)]
+    for variant, pg in runs:
+        print(f"reconcile{variant}: {objects} objects a side, in a subprocess...", flush=True)
+        measured = reconcile.measure(objects, pg)
+        name = "1m" if objects == 1_000_000 else str(objects)
+        out[f"reconcile_{name}{variant}_s"] = {
+            "value": measured["seconds"],
+            "target": f"<= {TARGETS['reconcile_1m_s']}",
+            "detail": measured,
+        }
+        out[f"reconcile{variant}_rss_mb"] = {
+            "value": measured["rss_mb"],
+            "target": f"<= {TARGETS['reconcile_rss_mb']}",
+            "detail": {"objects_per_side": objects, "peak": "ru_maxrss of the subprocess"},
+        }
+        print(
+            f"  reconcile_{name}{variant}_s = {measured['seconds']} (cpu {measured['cpu_seconds']} s),"
+            f" rss {measured['rss_mb']} MB, {measured['differences']} differences"
+        )
 
 
 def write_summary(results: dict[str, Any]) -> None:

@@ -42,9 +42,6 @@ KINDS = (MISSING, EXTRA, MISMATCH, MONEY, DUPLICATE)
 # Stable reasons (docs/errors.md, "Reconciliation").
 UNKNOWN_OBJECT_TYPE = "UNKNOWN_OBJECT_TYPE"
 SOURCE_NOT_SORTED = "SOURCE_NOT_SORTED"
-REPORT_NOT_FOUND = "REPORT_NOT_FOUND"
-SYSTEM_NOT_CONFIGURED = "SYSTEM_NOT_CONFIGURED"
-RECONCILIATION_RUNNING = "RECONCILIATION_RUNNING"
 
 # Vendor objects syncmesh does not know sort after every resource name.
 UNLINKED_PREFIX = "~"
@@ -179,7 +176,7 @@ async def merge(
         tally.records.setdefault(c.system, 0)
     active = [c for c in cursors if await c.fill()]
     while active:
-        key = min(c.page[c.index].key for c in active)
+        key = min([c.page[c.index].key for c in active])
         group: dict[str, Record] = {}
         surplus: list[tuple[str, Record]] = []
         ended = False
@@ -188,11 +185,11 @@ async def merge(
             if record.key != key:
                 continue
             group[c.system] = record
-            seen = 0
+            seen = 1
+            c.index += 1
             while True:
-                seen += 1
-                c.index += 1
-                if not await c.fill():
+                # The page's next record, or the next page's first (awaited only then).
+                if c.index >= len(c.page) and not await c.fill():
                     ended = True
                     break
                 following = c.page[c.index]
@@ -205,6 +202,8 @@ async def merge(
                         )
                     break
                 surplus.append((c.system, following))
+                seen += 1
+                c.index += 1
             tally.records[c.system] += seen
         tally.keys += 1
         yield key, group, surplus
