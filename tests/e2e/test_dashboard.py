@@ -603,3 +603,42 @@ async def test_replay_from_the_page_replays_the_dead_letter(
     parked = await rest.listing("/v1/parkedEvents", "parkedEvents")
     assert await tile(page, "dead") == str(len(dead))
     assert await tile(page, "parked") == str(len(parked))
+
+
+async def test_a_deals_lineage_matches_the_api(rest: Rest, world: World, page: Any) -> None:
+    # The lineage of the undone deal, from its saga's row in the backlog.
+    saga = world.sagas["CONNECTOR_NOT_CONFIGURED"]
+    lineage = await rest.get("/v1/lineage", name=saga)
+    await page.click(f'[data-testid="backlog-table"] tr[data-name="{saga}"] button.lineage-link')
+    await until(
+        page,
+        "saga => document.querySelector(`#lineage-body .lineage`)?.dataset.saga === saga",
+        "the lineage is shown",
+        saga,
+    )
+    steps: list[str] = await page.eval_on_selector_all(
+        '[data-testid="lineage-steps"] li', "items => items.map(i => i.dataset.name)"
+    )
+    assert steps == [s["name"] for s in lineage.get("steps", [])]
+    events: list[str] = await page.eval_on_selector_all(
+        '[data-testid="lineage-events"] tbody tr', "rows => rows.map(r => r.dataset.name)"
+    )
+    assert events == [e["id"] for e in lineage.get("events", [])] and events
+    mapped: list[str] = await page.eval_on_selector_all(
+        '[data-testid="lineage-mappings"] tbody tr', "rows => rows.map(r => r.dataset.name)"
+    )
+    assert mapped == [m["lineId"] for m in lineage.get("mappings", [])]
+    chain = await page.inner_text('[data-testid="lineage-chain"]')
+    assert lineage["reason"] == "CONNECTOR_NOT_CONFIGURED"
+    for shown in (lineage["saga"], "COMPENSATED", lineage["reason"], lineage["quote"]["externalId"]):
+        assert shown in chain
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-lineage.png"), full_page=True)
+
+    # An object no deal made: the API's reason, on the page.
+    await page.fill("#lineage-name", f"orders/{unique('none')}")
+    await page.click("#lineage-form button[type=submit]")
+    await until(
+        page,
+        "document.getElementById('lineage-body').textContent.includes('LINEAGE_NOT_FOUND')",
+        "the page says there is no lineage",
+    )
