@@ -477,5 +477,11 @@ def replay(
     _operate(config, data_dir, address, token, lambda ops: run(ops, args))
 
 
+# Lineage: its own module (services/lineage/cli.py), registered here.
+from services.lineage.cli import command as _lineage  # noqa: E402
+
+main.add_command(_lineage((config_option, data_dir_option, grpc_option, token_option), _operate))
+
+
 if __name__ == "__main__":
     main()

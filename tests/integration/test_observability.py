@@ -10,7 +10,10 @@ process) on both databases and the real NATS, with localstripe as the billing sy
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from tests.peers.localstripe import LocalStripe, localstripe_server  # noqa: F40
 
 CRM_TOKEN = next(t for t, who in TOKENS.items() if who == "crm")
 OPS_TOKEN = next(t for t, who in TOKENS.items() if who == "ops")
+SYNCMESH = str(Path(sys.executable).with_name("syncmesh"))
 WAKE = "orchestration-wake-customers"  # a consumer of the customers' events, hosted with orders
 
 
@@ -342,6 +346,25 @@ async def test_a_deal_moves_saga_and_vendor_metrics_and_has_its_lineage(
     for name in (order, subscription, saga):
         again = await stub.GetLineage(lpb.GetLineageRequest(name=name), metadata=auth)
         assert again.saga == saga
+
+    # The CLI: `syncmesh lineage NAME --json`, and a table for people.
+    cli = [
+        SYNCMESH,
+        "lineage",
+        f"hubspot:{ref}",
+        "--grpc",
+        f"127.0.0.1:{running.grpc_port}",
+        "--token",
+        CRM_TOKEN,
+    ]
+    shown = await asyncio.create_subprocess_exec(*cli, "--json", stdout=PIPE, stderr=PIPE)
+    out, err = await shown.communicate()
+    assert shown.returncode == 0, err.decode()
+    assert json_format.Parse(out, lpb.Lineage()) == lineage
+    shown = await asyncio.create_subprocess_exec(*cli, stdout=PIPE, stderr=PIPE)
+    out, err = await shown.communicate()
+    assert shown.returncode == 0, err.decode()
+    assert saga in out.decode() and "billing-subscription" in out.decode()
 
     async with http.get("/v1/lineage", params={"name": "orders/nope"}, headers=bearer(CRM_TOKEN)) as r:
         assert r.status == 404
