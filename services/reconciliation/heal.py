@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,7 +48,11 @@ REPLAY_WEBHOOK = "REPLAY_WEBHOOK"
 FLAG = "FLAG"
 MISSED_WEBHOOK = "MISSED_WEBHOOK"
 
+HEAL_ERROR = "HEAL_ERROR"  # a repair failed unexpectedly (logged with its traceback)
+
 NONE, FLAGGED, WOULD_HEAL, HEALED, FAILED = "NONE", "FLAGGED", "WOULD_HEAL", "HEALED", "FAILED"
+log = logging.getLogger(__name__)
+
 # The identity each vendor system syncs as (ownership policy owners are identities).
 IDENTITY_OF = {TRYTON: "erp", STRIPE: "billing"}
 
@@ -142,6 +147,9 @@ class Healer:
             info, _ = error_info(exc)
             reason = info.reason if info is not None else exc.code().name
             return Outcome(action, FAILED, f"{reason}: {exc.details()}")
+        except Exception as exc:  # one repair failing never stops the run: it is reported
+            log.exception("repair %s of %s failed", action, d.key)
+            return Outcome(action, FAILED, f"{HEAL_ERROR}: {type(exc).__name__}: {exc}")
         return Outcome(action, HEALED, detail)
 
     def _step(self, d: Difference, what: str) -> StepKey:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +184,42 @@ async def test_external_sort_spills_runs_and_merges_them_in_key_order(
     written.clear()
     small = [page async for page in sorting.sorted_pages(pages([Record("b", "b"), Record("a", "a")]))]
     assert [[r.key for r in p] for p in small] == [["a", "b"]] and written == []
+
+
+def test_heal_chooses_safe_repairs_and_flags_the_rest(tmp_path: Path) -> None:
+    from services.platform.ownership import OwnershipPolicy
+    from services.reconciliation.heal import FLAG, PUSH_FIELDS, RECREATE, RELINK, REREAD_PAYMENTS, choose
+
+    policy = OwnershipPolicy.load()
+    name = Difference(MISMATCH, "customers/a", TRYTON, "legal_name", "Acme", "Acme Ltd")
+    assert choose("customers", Difference(MISSING, "customers/a", STRIPE), policy) == RECREATE
+    assert (
+        choose("customers", Difference(MISMATCH, "customers/a", TRYTON, "ref.tryton", "", "7"), policy)
+        == RELINK
+    )
+    # Linked to another party than the one stamped with its name: a person decides.
+    assert (
+        choose("customers", Difference(MISMATCH, "customers/a", TRYTON, "ref.tryton", "3", "7"), policy)
+        == FLAG
+    )
+    assert choose("customers", name, policy) == PUSH_FIELDS  # the CRM owns the name
+    erp_owns_names = tmp_path / "policy.toml"
+    erp_owns_names.write_text(_policy_text().replace('legal_name = "crm"', 'legal_name = "erp"'))
+    assert choose("customers", name, OwnershipPolicy.load(erp_owns_names)) == FLAG
+    paid = Difference(MONEY, "invoices/1", TRYTON, "paid", "0", "49.90")
+    assert choose("invoices", paid, policy) == REREAD_PAYMENTS
+    assert choose("invoices", Difference(MONEY, "invoices/1", TRYTON, "paid", "49.90", "0"), policy) == FLAG
+    assert choose("invoices", Difference(MONEY, "invoices/1", TRYTON, "total", "10", "12"), policy) == FLAG
+    assert choose("customers", Difference(EXTRA, "~tryton/9", TRYTON), policy) == FLAG
+    assert (
+        choose(
+            "subscriptions", Difference(MISMATCH, "subscriptions/1", STRIPE, "state", "live", "ended"), policy
+        )
+        == FLAG
+    )
+
+
+def _policy_text() -> str:
+    from services.platform import ownership
+
+    return (Path(ownership.__file__).parent / "ownership.toml").read_text()
