@@ -530,6 +530,13 @@ async def test_the_page_shows_what_the_api_says(
     }
     assert await cells(page, "payment-table", "open") == {s: str(n) for s, (_, _, n) in lags.items()}
     assert await bars(page, "payment-chart") == {s: days for s, (_, days, _) in lags.items()}
+    # The vendor change feeds' lag, as the hub's metrics say (none polled here: no ERP connector).
+    exposed = await rest.get("/metrics.json")
+    feeds = [m for m in exposed["metrics"] if m["name"] == "syncmesh_sync_lag_seconds"]
+    assert await page.is_visible('[data-testid="feed-chart"]')
+    assert set(await bars(page, "feed-chart")) == {
+        f"{s['labels']['system']} ({s['labels']['account']})" for m in feeds for s in m["samples"]
+    }
 
     # Dead letters, parked events and the amendment held behind the booking.
     dead = await rest.listing("/v1/deadLetters", "deadLetters", "state = DEAD")

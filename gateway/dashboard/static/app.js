@@ -76,7 +76,8 @@
     try {
       return await call();
     } catch (err) {
-      if (err instanceof ApiError && (err.reason === "ROUTE_NOT_FOUND" || err.status === 501)) return null;
+      const absent = err.reason === "ROUTE_NOT_FOUND" || err.reason === "HTTP_404" || err.status === 501;
+      if (err instanceof ApiError && absent) return null;
       throw err;
     }
   }
@@ -335,6 +336,30 @@
       ]),
     );
     fill("payment-table", rows, "No payments.");
+  }
+
+  // Seconds since each vendor change feed was read up to the present (the hub's metrics); null
+  // when this hub serves no /metrics.json.
+  async function feedLags() {
+    return optional(async () => {
+      const data = await api("/metrics.json");
+      const family = ((data && data.metrics) || []).find((m) => m.name === "syncmesh_sync_lag_seconds");
+      return ((family && family.samples) || []).map((s) => ({
+        label: `${s.labels.system} (${s.labels.account})`,
+        value: Number(s.value),
+        text: duration(Number(s.value)),
+      }));
+    });
+  }
+
+  function drawFeeds(lags) {
+    $("feeds").hidden = lags === null;
+    if (lags === null) return;
+    lags.sort((a, b) => b.value - a.value || a.label.localeCompare(b.label));
+    window.SyncmeshCharts.barChart($("feed-chart"), lags, {
+      title: "Time since each vendor change feed was read up to now",
+      empty: "No vendor change feed is polled by this hub (no ERP connector configured).",
+    });
   }
 
   function drawAmendments(dead, parked, now) {
@@ -661,7 +686,7 @@
 
   async function loadAll() {
     const now = Date.now();
-    const [sagaLists, orders, invoices, payments, dead, parked, report] = await Promise.all([
+    const [sagaLists, orders, invoices, payments, dead, parked, report, feeds] = await Promise.all([
       Promise.all(HELD_STATES.map((s) => listAll("/v1/sagas", "sagas", `state = ${s}`))),
       listAll("/v1/orders", "orders"),
       listAll("/v1/invoices", "invoices"),
@@ -669,11 +694,13 @@
       listAll("/v1/deadLetters", "deadLetters", "state = DEAD"),
       listAll("/v1/parkedEvents", "parkedEvents"),
       latestReconciliation(),
+      feedLags(),
     ]);
     const sagas = sagaLists.flatMap((l) => l.items);
     drawBacklog(sagas, now);
     drawInvoicing(orders.items, invoices.items, now);
     drawPayments(payments.items, now);
+    drawFeeds(feeds);
     drawAmendments(dead.items, parked.items, now);
     drawDeadLetters(dead.items, now);
     drawParked(parked.items, now);
