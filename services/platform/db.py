@@ -9,6 +9,7 @@ run on both.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +25,22 @@ from services.platform.settings import Settings
 
 _MIGRATIONS_ENV = Path(__file__).parent / "migrations"
 PLATFORM_VERSIONS = _MIGRATIONS_ENV / "platform_versions"
+
+# Alembic keeps the running migration's context in module globals: two migrations interleaving
+# on one event loop (e.g. the ERP sync opening the connectors database in its task while the hub
+# migrates the gateway's) corrupt each other ("table already exists", KeyError 'config').
+# Migrations in one process therefore run one at a time.
+_MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _migration_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _MIGRATION_LOCKS.get(loop)
+    if lock is None:
+        lock = _MIGRATION_LOCKS[loop] = asyncio.Lock()
+    return lock
 
 
 class Database:
@@ -69,7 +86,7 @@ class Database:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
 
-        async with self.engine.begin() as conn:
+        async with _migration_lock(), self.engine.begin() as conn:
             if self.schema is not None:
                 # Replicas of one service may start together: one migrates, the others wait.
                 await conn.execute(
