@@ -16,21 +16,26 @@ which is logged when the service starts.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import re
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import grpc
 from google.protobuf.message import Message
+from google.type import date_pb2
 from sqlalchemy.ext.asyncio import AsyncSession
 from syncmesh.common.v1 import common_pb2
 from syncmesh.orchestration.v1 import orchestration_pb2 as pb
 from syncmesh.orchestration.v1 import orchestration_pb2_grpc as pb_grpc
 from syncmesh.orders.v1 import orders_pb2
 
+from services.orchestration import contract_changes
 from services.orchestration.engine import Plan, SagaEngine, SagaRunner, start_in, wake_in
+from services.orchestration.flow import to_money
 from services.orchestration.steps import Step
 from services.orchestration.store import (
     FILTERABLE,
@@ -65,8 +70,43 @@ FULL_NAME = pb.DESCRIPTOR.services_by_name["OrchestrationService"].full_name
 # --- proto <-> records -----------------------------------------------------------------------
 
 
+def _date(text: str) -> date_pb2.Date | None:
+    if not text:
+        return None
+    day = dt.date.fromisoformat(text)
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+
+
+def decision_to_proto(recorded: dict[str, Any]) -> pb.ContractDecision:
+    """A decision as `amendments.record` stored it (the decide step's result)."""
+    actions = []
+    for a in recorded.get("actions", []):
+        amount = a.get("amount")
+        actions.append(
+            pb.ContractAction(
+                kind=f"CONTRACT_ACTION_KIND_{a['kind']}",
+                line_id=a.get("line_id", ""),
+                amount=to_money(Decimal(str(amount["amount"])), amount["currency"]) if amount else None,
+                quantity=int(a.get("quantity", 0)),
+                prorate=bool(a.get("prorate", False)),
+                service_start=_date(a.get("service_start", "")),
+                service_end=_date(a.get("service_end", "")),
+                credit_reason=a.get("credit_reason", ""),
+                reasons=a.get("reasons", []),
+            )
+        )
+    return pb.ContractDecision(
+        rule=recorded.get("rule", ""),
+        explanation=recorded.get("explanation", ""),
+        inputs={str(k): str(v) for k, v in recorded.get("inputs", {}).items()},
+        actions=actions,
+    )
+
+
 def saga_to_proto(saga: SagaRecord) -> pb.Saga:
     return pb.Saga(
+        kind=f"SAGA_KIND_{contract_changes.saga_kind(saga.quote_key)}",
+        decisions=[decision_to_proto(d) for d in saga.data.get("decisions", []) if isinstance(d, dict)],
         name=saga.name,
         quote=saga.quote_name,
         customer=saga.customer,
@@ -167,7 +207,7 @@ def engine_for(db: Database, settings: Settings, peers: Peers) -> SagaEngine:
     if engine is None or engine.db is not db:
         engine = SagaEngine(
             db,
-            plan_for(settings, peers),
+            contract_changes.plan_for(plan_for(settings, peers), settings, peers, db),
             backoff_base=settings.consumer_backoff_base_seconds,
             backoff_max=settings.consumer_backoff_max_seconds,
             lease_seconds=max(30.0, settings.consumer_ack_wait_seconds),
@@ -233,8 +273,9 @@ WAKE_STREAMS = {
 
 
 def wake_consumer_specs() -> list[ConsumerSpec]:
-    """The wake consumers, hosted by the orchestration (its database keeps their inbox)."""
-    return [
+    """The wake consumers, hosted by the orchestration (its database keeps their inbox), and
+    the consumers that start contract-change sagas (contract_changes.consumer_specs)."""
+    return contract_changes.consumer_specs() + [
         ConsumerSpec(
             f"orchestration-wake-{domain}", domain, _wake_handler, filter_subject=subject, service=NAME
         )

@@ -518,8 +518,11 @@ class _SagaRun:
         log.info("saga %s compensated", self.saga.name)
 
 
-async def start_in(session: AsyncSession, quote: orders_pb2.Quote) -> SagaRecord:
-    """In `session`: insert the quote's saga (RUNNING, due now) unless one exists; the saga."""
+async def start_in(
+    session: AsyncSession, quote: orders_pb2.Quote, data: dict[str, Any] | None = None
+) -> SagaRecord:
+    """In `session`: insert the quote's saga (RUNNING, due now) unless one exists; the saga.
+    `data` seeds the saga's data (a contract-change saga's subject: contract_changes.py)."""
     key = quote_key(quote)
     now = await db_now(session)
     stamp = datetime.now(UTC)
@@ -533,7 +536,7 @@ async def start_in(session: AsyncSession, quote: orders_pb2.Quote) -> SagaRecord
         "reason": "",
         "message": "",
         "current_step": "",
-        "data": {},
+        "data": dict(data or {}),
         "next_run_at": now,
         "wake_keys": [],
         "attempts": 0,

@@ -26,11 +26,13 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.type import date_pb2 as google_dot_type_dot_date__pb2
+from google.type import money_pb2 as google_dot_type_dot_money__pb2
 from syncmesh.common.v1 import common_pb2 as syncmesh_dot_common_dot_v1_dot_common__pb2
 from syncmesh.orders.v1 import orders_pb2 as syncmesh_dot_orders_dot_v1_dot_orders__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-syncmesh/orchestration/v1/orchestration.proto\x12\x19syncmesh.orchestration.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fsyncmesh/common/v1/common.proto\x1a\x1fsyncmesh/orders/v1/orders.proto\"\xd3\x03\n\x04Saga\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x13\n\x05quote\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12/\n\x08\x63ustomer\x18\x03 \x01(\tB\x1d\xe2\x41\x01\x03\xfa\x41\x16\n\x14syncmesh.io/Customer\x12\x13\n\x05order\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x39\n\x05state\x18\x05 \x01(\x0e\x32$.syncmesh.orchestration.v1.SagaStateB\x04\xe2\x41\x01\x03\x12\x14\n\x06reason\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07message\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63urrent_step\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12\x38\n\x05steps\x18\t \x03(\x0b\x32#.syncmesh.orchestration.v1.SagaStepB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:0\xea\x41-\n\x10syncmesh.io/Saga\x12\x0csagas/{saga}*\x05sagas2\x04saga\"\xef\x01\n\x08SagaStep\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x05state\x18\x02 \x01(\x0e\x32(.syncmesh.orchestration.v1.SagaStepState\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x38\n\tdocuments\x18\x06 \x03(\x0b\x32%.syncmesh.common.v1.ExternalReference\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x10StartSagaRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x05quote\x18\x02 \x01(\x0b\x32\x19.syncmesh.orders.v1.QuoteB\x04\xe2\x41\x01\x02\"9\n\x0eGetSagaRequest\x12\'\n\x04name\x18\x01 \x01(\tB\x19\xe2\x41\x01\x02\xfa\x41\x12\n\x10syncmesh.io/Saga\"I\n\x10ListSagasRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"\\\n\x11ListSagasResponse\x12.\n\x05sagas\x18\x01 \x03(\x0b\x32\x1f.syncmesh.orchestration.v1.Saga\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xc1\x01\n\tSagaState\x12\x1a\n\x16SAGA_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12SAGA_STATE_RUNNING\x10\x01\x12\x16\n\x12SAGA_STATE_WAITING\x10\x02\x12\x18\n\x14SAGA_STATE_COMPLETED\x10\x03\x12\x1b\n\x17SAGA_STATE_COMPENSATING\x10\x04\x12\x1a\n\x16SAGA_STATE_COMPENSATED\x10\x05\x12\x15\n\x11SAGA_STATE_FAILED\x10\x06*\xde\x01\n\rSagaStepState\x12\x1f\n\x1bSAGA_STEP_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17SAGA_STEP_STATE_PENDING\x10\x01\x12\x18\n\x14SAGA_STEP_STATE_DONE\x10\x02\x12\x1b\n\x17SAGA_STEP_STATE_WAITING\x10\x03\x12\x1a\n\x16SAGA_STEP_STATE_FAILED\x10\x04\x12\x1b\n\x17SAGA_STEP_STATE_SKIPPED\x10\x05\x12\x1f\n\x1bSAGA_STEP_STATE_COMPENSATED\x10\x06\x32\xfb\x02\n\x14OrchestrationService\x12u\n\tStartSaga\x12+.syncmesh.orchestration.v1.StartSagaRequest\x1a\x1f.syncmesh.orchestration.v1.Saga\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/sagas:start:\x01*\x12q\n\x07GetSaga\x12).syncmesh.orchestration.v1.GetSagaRequest\x1a\x1f.syncmesh.orchestration.v1.Saga\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/{name=sagas/*}\x12y\n\tListSagas\x12+.syncmesh.orchestration.v1.ListSagasRequest\x1a,.syncmesh.orchestration.v1.ListSagasResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/sagasb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-syncmesh/orchestration/v1/orchestration.proto\x12\x19syncmesh.orchestration.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x17google/type/money.proto\x1a\x1fsyncmesh/common/v1/common.proto\x1a\x1fsyncmesh/orders/v1/orders.proto\"\xd2\x04\n\x04Saga\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x13\n\x05quote\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12/\n\x08\x63ustomer\x18\x03 \x01(\tB\x1d\xe2\x41\x01\x03\xfa\x41\x16\n\x14syncmesh.io/Customer\x12\x13\n\x05order\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x39\n\x05state\x18\x05 \x01(\x0e\x32$.syncmesh.orchestration.v1.SagaStateB\x04\xe2\x41\x01\x03\x12\x14\n\x06reason\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07message\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63urrent_step\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12\x38\n\x05steps\x18\t \x03(\x0b\x32#.syncmesh.orchestration.v1.SagaStepB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\x04kind\x18\x0c \x01(\x0e\x32#.syncmesh.orchestration.v1.SagaKindB\x04\xe2\x41\x01\x03\x12\x44\n\tdecisions\x18\r \x03(\x0b\x32+.syncmesh.orchestration.v1.ContractDecisionB\x04\xe2\x41\x01\x03:0\xea\x41-\n\x10syncmesh.io/Saga\x12\x0csagas/{saga}*\x05sagas2\x04saga\"\xe9\x01\n\x10\x43ontractDecision\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x02 \x01(\t\x12G\n\x06inputs\x18\x03 \x03(\x0b\x32\x37.syncmesh.orchestration.v1.ContractDecision.InputsEntry\x12:\n\x07\x61\x63tions\x18\x04 \x03(\x0b\x32).syncmesh.orchestration.v1.ContractAction\x1a-\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9f\x02\n\x0e\x43ontractAction\x12;\n\x04kind\x18\x01 \x01(\x0e\x32-.syncmesh.orchestration.v1.ContractActionKind\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\"\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x12.google.type.Money\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12\x0f\n\x07prorate\x18\x05 \x01(\x08\x12(\n\rservice_start\x18\x06 \x01(\x0b\x32\x11.google.type.Date\x12&\n\x0bservice_end\x18\x07 \x01(\x0b\x32\x11.google.type.Date\x12\x15\n\rcredit_reason\x18\x08 \x01(\t\x12\x0f\n\x07reasons\x18\t \x03(\t\"\xef\x01\n\x08SagaStep\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x05state\x18\x02 \x01(\x0e\x32(.syncmesh.orchestration.v1.SagaStepState\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x38\n\tdocuments\x18\x06 \x03(\x0b\x32%.syncmesh.common.v1.ExternalReference\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x10StartSagaRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x05quote\x18\x02 \x01(\x0b\x32\x19.syncmesh.orders.v1.QuoteB\x04\xe2\x41\x01\x02\"9\n\x0eGetSagaRequest\x12\'\n\x04name\x18\x01 \x01(\tB\x19\xe2\x41\x01\x02\xfa\x41\x12\n\x10syncmesh.io/Saga\"I\n\x10ListSagasRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"\\\n\x11ListSagasResponse\x12.\n\x05sagas\x18\x01 \x03(\x0b\x32\x1f.syncmesh.orchestration.v1.Saga\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x8d\x01\n\x08SagaKind\x12\x19\n\x15SAGA_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17SAGA_KIND_QUOTE_TO_CASH\x10\x01\x12\x17\n\x13SAGA_KIND_AMENDMENT\x10\x02\x12\x15\n\x11SAGA_KIND_RENEWAL\x10\x03\x12\x19\n\x15SAGA_KIND_CREDIT_MEMO\x10\x04*\xe6\x02\n\x12\x43ontractActionKind\x12$\n CONTRACT_ACTION_KIND_UNSPECIFIED\x10\x00\x12,\n(CONTRACT_ACTION_KIND_BILLING_ONLY_CHANGE\x10\x01\x12-\n)CONTRACT_ACTION_KIND_ERP_ADJUSTMENT_ORDER\x10\x02\x12$\n CONTRACT_ACTION_KIND_CREDIT_MEMO\x10\x03\x12,\n(CONTRACT_ACTION_KIND_REVENUE_REVIEW_FLAG\x10\x04\x12,\n(CONTRACT_ACTION_KIND_CANCEL_SUBSCRIPTION\x10\x05\x12$\n CONTRACT_ACTION_KIND_EXTEND_TERM\x10\x06\x12%\n!CONTRACT_ACTION_KIND_NEEDS_REVIEW\x10\x07*\xc1\x01\n\tSagaState\x12\x1a\n\x16SAGA_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12SAGA_STATE_RUNNING\x10\x01\x12\x16\n\x12SAGA_STATE_WAITING\x10\x02\x12\x18\n\x14SAGA_STATE_COMPLETED\x10\x03\x12\x1b\n\x17SAGA_STATE_COMPENSATING\x10\x04\x12\x1a\n\x16SAGA_STATE_COMPENSATED\x10\x05\x12\x15\n\x11SAGA_STATE_FAILED\x10\x06*\xde\x01\n\rSagaStepState\x12\x1f\n\x1bSAGA_STEP_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17SAGA_STEP_STATE_PENDING\x10\x01\x12\x18\n\x14SAGA_STEP_STATE_DONE\x10\x02\x12\x1b\n\x17SAGA_STEP_STATE_WAITING\x10\x03\x12\x1a\n\x16SAGA_STEP_STATE_FAILED\x10\x04\x12\x1b\n\x17SAGA_STEP_STATE_SKIPPED\x10\x05\x12\x1f\n\x1bSAGA_STEP_STATE_COMPENSATED\x10\x06\x32\xfb\x02\n\x14OrchestrationService\x12u\n\tStartSaga\x12+.syncmesh.orchestration.v1.StartSagaRequest\x1a\x1f.syncmesh.orchestration.v1.Saga\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/sagas:start:\x01*\x12q\n\x07GetSaga\x12).syncmesh.orchestration.v1.GetSagaRequest\x1a\x1f.syncmesh.orchestration.v1.Saga\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/{name=sagas/*}\x12y\n\tListSagas\x12+.syncmesh.orchestration.v1.ListSagasRequest\x1a,.syncmesh.orchestration.v1.ListSagasResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/sagasb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -59,8 +61,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SAGA'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_SAGA'].fields_by_name['update_time']._loaded_options = None
   _globals['_SAGA'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_SAGA'].fields_by_name['kind']._loaded_options = None
+  _globals['_SAGA'].fields_by_name['kind']._serialized_options = b'\342A\001\003'
+  _globals['_SAGA'].fields_by_name['decisions']._loaded_options = None
+  _globals['_SAGA'].fields_by_name['decisions']._serialized_options = b'\342A\001\003'
   _globals['_SAGA']._loaded_options = None
   _globals['_SAGA']._serialized_options = b'\352A-\n\020syncmesh.io/Saga\022\014sagas/{saga}*\005sagas2\004saga'
+  _globals['_CONTRACTDECISION_INPUTSENTRY']._loaded_options = None
+  _globals['_CONTRACTDECISION_INPUTSENTRY']._serialized_options = b'8\001'
   _globals['_STARTSAGAREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_STARTSAGAREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
   _globals['_STARTSAGAREQUEST'].fields_by_name['quote']._loaded_options = None
@@ -73,22 +81,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORCHESTRATIONSERVICE'].methods_by_name['GetSaga']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/{name=sagas/*}'
   _globals['_ORCHESTRATIONSERVICE'].methods_by_name['ListSagas']._loaded_options = None
   _globals['_ORCHESTRATIONSERVICE'].methods_by_name['ListSagas']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/sagas'
-  _globals['_SAGASTATE']._serialized_start=1300
-  _globals['_SAGASTATE']._serialized_end=1493
-  _globals['_SAGASTEPSTATE']._serialized_start=1496
-  _globals['_SAGASTEPSTATE']._serialized_end=1718
-  _globals['_SAGA']._serialized_start=266
-  _globals['_SAGA']._serialized_end=733
-  _globals['_SAGASTEP']._serialized_start=736
-  _globals['_SAGASTEP']._serialized_end=975
-  _globals['_STARTSAGAREQUEST']._serialized_start=977
-  _globals['_STARTSAGAREQUEST']._serialized_end=1069
-  _globals['_GETSAGAREQUEST']._serialized_start=1071
-  _globals['_GETSAGAREQUEST']._serialized_end=1128
-  _globals['_LISTSAGASREQUEST']._serialized_start=1130
-  _globals['_LISTSAGASREQUEST']._serialized_end=1203
-  _globals['_LISTSAGASRESPONSE']._serialized_start=1205
-  _globals['_LISTSAGASRESPONSE']._serialized_end=1297
-  _globals['_ORCHESTRATIONSERVICE']._serialized_start=1721
-  _globals['_ORCHESTRATIONSERVICE']._serialized_end=2100
+  _globals['_SAGAKIND']._serialized_start=2002
+  _globals['_SAGAKIND']._serialized_end=2143
+  _globals['_CONTRACTACTIONKIND']._serialized_start=2146
+  _globals['_CONTRACTACTIONKIND']._serialized_end=2504
+  _globals['_SAGASTATE']._serialized_start=2507
+  _globals['_SAGASTATE']._serialized_end=2700
+  _globals['_SAGASTEPSTATE']._serialized_start=2703
+  _globals['_SAGASTEPSTATE']._serialized_end=2925
+  _globals['_SAGA']._serialized_start=315
+  _globals['_SAGA']._serialized_end=909
+  _globals['_CONTRACTDECISION']._serialized_start=912
+  _globals['_CONTRACTDECISION']._serialized_end=1145
+  _globals['_CONTRACTDECISION_INPUTSENTRY']._serialized_start=1100
+  _globals['_CONTRACTDECISION_INPUTSENTRY']._serialized_end=1145
+  _globals['_CONTRACTACTION']._serialized_start=1148
+  _globals['_CONTRACTACTION']._serialized_end=1435
+  _globals['_SAGASTEP']._serialized_start=1438
+  _globals['_SAGASTEP']._serialized_end=1677
+  _globals['_STARTSAGAREQUEST']._serialized_start=1679
+  _globals['_STARTSAGAREQUEST']._serialized_end=1771
+  _globals['_GETSAGAREQUEST']._serialized_start=1773
+  _globals['_GETSAGAREQUEST']._serialized_end=1830
+  _globals['_LISTSAGASREQUEST']._serialized_start=1832
+  _globals['_LISTSAGASREQUEST']._serialized_end=1905
+  _globals['_LISTSAGASRESPONSE']._serialized_start=1907
+  _globals['_LISTSAGASRESPONSE']._serialized_end=1999
+  _globals['_ORCHESTRATIONSERVICE']._serialized_start=2928
+  _globals['_ORCHESTRATIONSERVICE']._serialized_end=3307
 # @@protoc_insertion_point(module_scope)

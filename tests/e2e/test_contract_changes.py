@@ -1,0 +1,420 @@
+"""Contract changes end to end (services/orchestration/contract_changes.py): a whole syncmesh
+in-process (gRPC services, consumers, relays, saga runner, the REST gateway) against PostgreSQL,
+NATS, a real trytond and localstripe. Everything is driven through the gateway's REST API: a
+quote-to-cash saga places a deal (a monthly licence in Stripe, implementation services in
+Tryton); then each amendment of its order (upsell, downsell, price change, term extension,
+cancellation) starts an amendment saga whose recorded decision and effects in Stripe, Tryton
+and syncmesh are checked; a replayed OrderAmended makes nothing twice; a credit memo issued in
+syncmesh reaches Tryton. PostgreSQL only (the flow is the same on SQLite; the vendors are slow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import stripe
+from aiohttp import web
+
+from gateway.app import start_gateway
+from gateway.rest import add_rest_routes
+from services.connectors.erp.tryton import TrytonClient, TrytonConnector
+from services.orders.domain import add_months
+from services.platform.hub import Running, start
+from services.platform.settings import Settings
+from tests.conftest import TOKENS, drop_schemas, make_settings, request_id, unique
+from tests.peers.localstripe import LocalStripe, localstripe_server  # noqa: F401 - the fixture
+from tests.peers.tryton import TrytonServer, available
+
+pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
+
+CURRENCY = "USD"
+TODAY = dt.date.today()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bearer(identity: str) -> dict[str, str]:
+    token = next(t for t, who in TOKENS.items() if who == identity)
+    return {"Authorization": f"Bearer {token}"}
+
+
+CRM, ERP, OPS, BILLING = bearer("crm"), bearer("erp"), bearer("ops"), bearer("billing")
+
+
+@pytest.fixture(scope="module")
+def backend() -> str:
+    return "postgres"
+
+
+@pytest.fixture(scope="module")
+def settings(
+    backend: str, module_tmp: Path, tryton: TrytonServer, localstripe: LocalStripe
+) -> Iterator[Settings]:
+    m = tryton.manifest
+    s = make_settings(
+        backend,
+        module_tmp,
+        grpc_port=free_port(),  # the sagas' peers reach the services on it
+        connector_allow_hosts=["loopback"],
+        vendor_rate_limits={"tryton": 500, "stripe": 500},
+        connectors={
+            "tryton": {
+                "url": tryton.url,
+                "database": tryton.database,
+                "user": tryton.user,
+                "password": tryton.password,
+                "company": m["company"],
+                "account": unique("tryton-"),
+                "payment_term": m["payment_term_name"],
+                "payment_method": m["payment_method_name"],
+                "account_category": m["account_category_name"],
+            },
+            "stripe": {
+                "api_key": localstripe.api_key,
+                "api_base": localstripe.url,
+                "account": unique("acct_"),
+            },
+        },
+    )
+    yield s
+    drop_schemas(s.db_schema_prefix)
+
+
+@pytest.fixture(scope="module")
+async def running(settings: Settings) -> AsyncIterator[Running]:
+    """The worker: every service, their consumers (the sagas' included), relays, saga runner."""
+    r = await start(settings, frozenset({"grpc", "consume", "relay"}))
+    yield r
+    await r.stop()
+
+
+@pytest.fixture(scope="module")
+async def http(running: Running) -> AsyncIterator[aiohttp.ClientSession]:
+    """The gateway's REST transcoding in front of the worker."""
+    app = web.Application()
+    add_rest_routes(app, f"127.0.0.1:{running.grpc_port}", deadline_seconds=20.0)
+    runner, port = await start_gateway(app, "127.0.0.1", 0)
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+        yield session
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="module")
+def raw(localstripe: LocalStripe) -> stripe.StripeClient:
+    return stripe.StripeClient(localstripe.api_key, base_addresses={"api": localstripe.url})
+
+
+@pytest.fixture(scope="module")
+async def erp(tryton: TrytonServer) -> AsyncIterator[TrytonConnector]:
+    m = tryton.manifest
+    side = TrytonConnector(
+        TrytonClient(tryton.url, tryton.database, tryton.user, tryton.password),
+        account="test-side",
+        company=m["company"],
+    )
+    yield side
+    await side.close()
+
+
+async def rest(
+    http: aiohttp.ClientSession, method: str, path: str, who: dict[str, str], body: Any = None, **params: str
+) -> Any:
+    async with http.request(method, path, headers=who, json=body, params=params or None) as reply:
+        data = await reply.json()
+        assert reply.status == 200, data
+        return data
+
+
+def money(amount: str) -> dict[str, Any]:
+    units, _, frac = amount.partition(".")
+    return {"currencyCode": CURRENCY, "units": units, "nanos": int((frac + "000000000")[:9])}
+
+
+def amount_of(m: dict[str, Any]) -> float:
+    return int(m.get("units", 0)) + int(m.get("nanos", 0)) / 1e9
+
+
+def day(d: dt.date) -> dict[str, int]:
+    return {"year": d.year, "month": d.month, "day": d.day}
+
+
+async def saga_of(http: aiohttp.ClientSession, customer: str, quote: str, until: tuple[str, ...]) -> Any:
+    """The customer's saga for `quote` (its identity) once in one of the `until` states."""
+    saga: Any = None
+    for _ in range(150):
+        listed = await rest(http, "GET", "/v1/sagas", OPS, filter=f'customer = "{customer}"', pageSize="100")
+        found = [s for s in listed.get("sagas", []) if s["quote"] == quote]
+        if found:
+            saga = await rest(http, "GET", f"/v1/{found[0]['name']}", OPS)
+            if saga["state"].removeprefix("SAGA_STATE_") in until:
+                return saga
+        await asyncio.sleep(0.2)
+    dead = await rest(http, "GET", "/v1/deadLetters", OPS)
+    parked = await rest(http, "GET", "/v1/parkedEvents", OPS)
+    raise AssertionError(f"saga of {quote}: {saga}; dead letters: {dead}; parked: {parked}")
+
+
+class Deal:
+    """The deal placed by its quote-to-cash saga, and its order's current etag."""
+
+    def __init__(self, customer: str, stripe_customer: str, order: str, saga: Any) -> None:
+        self.customer = customer
+        self.stripe_customer = stripe_customer
+        self.order = order
+        self.saga = saga
+        self.revision = 1
+
+
+async def make_deal(http: aiohttp.ClientSession, raw: stripe.StripeClient) -> Deal:
+    stripe_customer = raw.v1.customers.create(
+        {"name": "Acme Buyer", "email": f"{unique('ap-')}@acme.example"}
+    )
+    card: Any = {
+        "type": "card",
+        "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+    }
+    method = raw.v1.payment_methods.create(card)
+    raw.v1.payment_methods.attach(method.id, {"customer": stripe_customer.id})
+    raw.v1.customers.update(stripe_customer.id, {"invoice_settings": {"default_payment_method": method.id}})
+    customer = await rest(
+        http,
+        "POST",
+        "/v1/customers",
+        OPS,
+        {
+            "legalName": unique("Acme Buyer "),
+            "currencyCode": CURRENCY,
+            "legalEntity": "ACME-US",
+            "paymentTerms": "NET30",
+            "billingAddress": {
+                "regionCode": "US",
+                "postalCode": "94105",
+                "locality": "San Francisco",
+                "addressLines": ["1 Market St"],
+            },
+            "contacts": [{"displayName": "AP", "email": f"{unique('ap-')}@buyer.example"}],
+            "externalReferences": [{"system": "stripe", "externalId": stripe_customer.id}],
+        },
+        requestId=request_id(),
+    )
+
+    async def product(name: str, kind: str) -> str:
+        made = await rest(
+            http,
+            "POST",
+            "/v1/products",
+            OPS,
+            {"sku": unique("SKU-"), "displayName": name, "productType": kind, "active": True},
+            requestId=request_id(),
+        )
+        return str(made["name"])
+
+    seat = await product("Platform seat", "PRODUCT_TYPE_SUBSCRIPTION")
+    impl = await product("Implementation services", "PRODUCT_TYPE_IMPLEMENTATION")
+    common = {"startDate": day(TODAY)}
+    ref = unique("quote-")
+    quote = {
+        "customer": customer["name"],
+        "externalReferences": [{"system": "hubspot", "externalId": ref}],
+        "currencyCode": CURRENCY,
+        "legalEntity": "ACME-US",
+        "approvalTime": "2027-01-01T00:00:00Z",
+        "lines": [
+            {
+                "lineId": "seats",
+                "product": seat,
+                "quantity": "10",
+                "unitPrice": money("50.00"),
+                "billingFrequency": "BILLING_FREQUENCY_MONTHLY",
+                "termMonths": 12,
+                **common,
+            },
+            {
+                "lineId": "impl",
+                "product": impl,
+                "quantity": "5",
+                "unitPrice": money("200.00"),
+                "billingFrequency": "BILLING_FREQUENCY_ONE_TIME",
+                **common,
+            },
+        ],
+    }
+    await rest(http, "POST", "/v1/sagas:start", CRM, {"requestId": request_id(), "quote": quote})
+    saga = await saga_of(http, customer["name"], f"hubspot:{ref}", ("WAITING", "COMPENSATED", "FAILED"))
+    assert saga["reason"] == "AWAITING_PAYMENT", saga
+    return Deal(customer["name"], stripe_customer.id, saga["order"], saga)
+
+
+@pytest.fixture(scope="module")
+async def deal(http: aiohttp.ClientSession, raw: stripe.StripeClient) -> Deal:
+    return await make_deal(http, raw)
+
+
+async def amend(http: aiohttp.ClientSession, deal: Deal, kind: str, effective: dt.date, **line: Any) -> Any:
+    """AmendOrder over REST; the amendment saga once settled."""
+    order = await rest(http, "GET", f"/v1/{deal.order}", CRM)
+    current = next(x for x in order["lines"] if x["lineId"] == line["lineId"])
+    changed = {k: v for k, v in current.items() if k not in ("endDate", "netAmount")}
+    changed.update(line)
+    amended = await rest(
+        http,
+        "POST",
+        f"/v1/{deal.order}:amend",
+        CRM,
+        {
+            "kind": f"AMENDMENT_KIND_{kind}",
+            "lines": [changed],
+            "effectiveDate": day(effective),
+            "reason": kind.lower(),
+            "etag": order["etag"],
+            "requestId": request_id(),
+        },
+    )
+    deal.revision = int(amended["revision"])
+    quote = f"syncmesh-amendment:{deal.order.rsplit('/', 1)[-1]}.r{deal.revision}"
+    return await saga_of(http, deal.customer, quote, ("COMPLETED", "WAITING", "COMPENSATED", "FAILED"))
+
+
+def kinds(saga: Any) -> list[str]:
+    return [a["kind"].removeprefix("CONTRACT_ACTION_KIND_") for d in saga["decisions"] for a in d["actions"]]
+
+
+def stripe_item(raw: stripe.StripeClient, deal: Deal) -> tuple[Any, dict[str, Any]]:
+    (sub,) = raw.v1.subscriptions.list({"customer": deal.stripe_customer, "status": "all"}).data
+    return sub, sub.to_dict()["items"]["data"][0]
+
+
+async def subscription(http: aiohttp.ClientSession, deal: Deal) -> Any:
+    listed = await rest(http, "GET", "/v1/subscriptions", CRM, filter=f'order = "{deal.order}"')
+    (sub,) = listed["subscriptions"]
+    return sub
+
+
+async def test_contract_changes_end_to_end(
+    http: aiohttp.ClientSession, deal: Deal, raw: stripe.StripeClient, erp: TrytonConnector, running: Running
+) -> None:
+    order_id = deal.order.rsplit("/", 1)[-1]
+
+    # Upsell of the licence, effective today: Stripe invoiced (and charged) this month already,
+    # so Stripe changes without prorating and an ERP adjustment order invoices the rest.
+    saga = await amend(http, deal, "UPSELL", TODAY, lineId="seats", quantity="15")
+    assert saga["state"] == "SAGA_STATE_COMPLETED", (saga["reason"], saga["message"])
+    assert saga["kind"] == "SAGA_KIND_AMENDMENT"
+    (decision,) = saga["decisions"]
+    assert decision["rule"] == "subscription_increase_invoiced_period"
+    assert decision["inputs"]["period_status"] == "PAID" and decision["inputs"]["quantity_after"] == "15"
+    assert kinds(saga) == ["BILLING_ONLY_CHANGE", "ERP_ADJUSTMENT_ORDER"]
+    assert amount_of(decision["actions"][1]["amount"]) == 250.0  # 5 more seats x 50, the whole month
+    _, item = stripe_item(raw, deal)
+    assert item["quantity"] == 15
+    sub = await subscription(http, deal)
+    assert [(i["itemId"], i["quantity"]) for i in sub["items"]] == [("seats", "15")]
+    upsell_key = f"syncmesh-amendment.{order_id}.r2:erp-adjustment:ACME-US"
+    sales = await erp.search_read("sale.sale", [["reference", "=", upsell_key]], ["state", "total_amount"])
+    assert len(sales) == 1 and sales[0]["total_amount"] == 250 and sales[0]["state"] == "processing"
+    invoices = await rest(http, "GET", "/v1/invoices", CRM, filter=f'order = "{deal.order}"')
+    assert sorted(amount_of(i["totalAmount"]) for i in invoices["invoices"]) == [250.0, 1000.0]
+
+    # A replayed OrderAmended (the consumer's handler runs again): the same saga, nothing twice.
+    replayed = await rest(
+        http,
+        "POST",
+        "/v1/events:replay",
+        OPS,
+        {"requestId": request_id(), "consumer": "orchestration-amendments", "aggregate": deal.order},
+    )
+    assert replayed["replayedCount"] == 2 and replayed.get("failedCount", 0) == 0  # booked, amended
+    await asyncio.sleep(1.0)
+    listed = await rest(http, "GET", "/v1/sagas", OPS, filter=f'customer = "{deal.customer}"')
+    assert [s["kind"] for s in listed["sagas"]] == ["SAGA_KIND_QUOTE_TO_CASH", "SAGA_KIND_AMENDMENT"]
+    assert len(await erp.search_read("sale.sale", [["reference", "=", upsell_key]], ["id"])) == 1
+
+    # Downsell of the implementation services, already invoiced by the ERP: a credit memo.
+    saga = await amend(http, deal, "DOWNSELL", TODAY, lineId="impl", quantity="3")
+    assert saga["state"] == "SAGA_STATE_COMPLETED", (saga["reason"], saga["message"])
+    (decision,) = saga["decisions"]
+    assert decision["rule"] == "erp_decrease_invoiced" and kinds(saga) == ["CREDIT_MEMO"]
+    assert decision["inputs"]["period_status"] == "INVOICED"
+    note_key = f"syncmesh-amendment.{order_id}.r3:credit-memo:impl"
+    notes = await erp.search_read(
+        "account.invoice", [["reference", "=", note_key]], ["state", "total_amount"]
+    )
+    assert len(notes) == 1 and notes[0]["total_amount"] == -400 and notes[0]["state"] == "posted"
+    invoices = await rest(http, "GET", "/v1/invoices", CRM, filter=f'order = "{deal.order}"')
+    original = next(i for i in invoices["invoices"] if amount_of(i["totalAmount"]) == 1000.0)
+    assert amount_of(original["creditedAmount"]) == 400.0 and amount_of(original["openAmount"]) == 600.0
+
+    # A price change from the next month: that period is not invoiced, Stripe prorates it.
+    next_month = add_months(TODAY, 1)
+    saga = await amend(http, deal, "PRICE_CHANGE", next_month, lineId="seats", unitPrice=money("45.00"))
+    assert saga["state"] == "SAGA_STATE_COMPLETED", (saga["reason"], saga["message"])
+    (decision,) = saga["decisions"]
+    assert decision["rule"] == "subscription_period_not_invoiced"
+    assert kinds(saga) == ["BILLING_ONLY_CHANGE"] and decision["actions"][0]["prorate"] is True
+    _, item = stripe_item(raw, deal)
+    assert item["plan"]["amount"] == 4500 and item["quantity"] == 15
+    sub = await subscription(http, deal)
+    assert amount_of(sub["items"][0]["unitPrice"]) == 45.0
+
+    # A term extension: syncmesh's subscription term grows (Stripe's has no end).
+    saga = await amend(http, deal, "TERM_EXTENSION", TODAY, lineId="seats", termMonths=24)
+    assert saga["state"] == "SAGA_STATE_COMPLETED", (saga["reason"], saga["message"])
+    assert saga["decisions"][0]["rule"] == "term_extension" and kinds(saga) == ["EXTEND_TERM"]
+    assert (await subscription(http, deal))["termMonths"] == 24
+
+    # Cancellation of the licence from next month: nothing invoiced to credit; Stripe cancels
+    # at the end of this period, syncmesh's subscription ends the day before.
+    saga = await amend(http, deal, "CANCELLATION", next_month, lineId="seats", quantity="0")
+    assert saga["state"] == "SAGA_STATE_COMPLETED", (saga["reason"], saga["message"])
+    assert saga["decisions"][0]["rule"] == "cancellation_nothing_to_credit"
+    assert kinds(saga) == ["CANCEL_SUBSCRIPTION"]
+    sub_stripe, _ = stripe_item(raw, deal)
+    assert sub_stripe.cancel_at_period_end is True
+    sub = await subscription(http, deal)
+    assert sub["cancelEffectiveDate"] == day(next_month - dt.timedelta(days=1))
+
+    # Every saga's steps and documents are visible; the amendment sagas are one per revision.
+    listed = await rest(http, "GET", "/v1/sagas", OPS, filter=f'customer = "{deal.customer}"')
+    assert [s["quote"] for s in listed["sagas"][1:]] == [
+        f"syncmesh-amendment:{order_id}.r{r}" for r in range(2, 7)
+    ]
+
+
+async def test_a_credit_memo_issued_in_syncmesh_reaches_the_erp(
+    http: aiohttp.ClientSession, deal: Deal, erp: TrytonConnector
+) -> None:
+    invoices = await rest(http, "GET", "/v1/invoices", CRM, filter=f'order = "{deal.order}"')
+    invoice = next(i for i in invoices["invoices"] if amount_of(i["totalAmount"]) == 1000.0)
+    before = amount_of(invoice["openAmount"])
+    memo = await rest(
+        http,
+        "POST",
+        f"/v1/{invoice['name']}/creditMemos",
+        ERP,
+        {"amount": money("75.50"), "reason": "CREDIT_MEMO_REASON_GOODWILL", "description": "goodwill"},
+        requestId=request_id(),
+    )
+    ids = [p for i, p in enumerate(memo["name"].split("/")) if i % 2 == 1]
+    saga = await saga_of(
+        http, deal.customer, f"syncmesh-credit-memo:{'.'.join(ids)}", ("COMPLETED", "FAILED")
+    )
+    assert saga["kind"] == "SAGA_KIND_CREDIT_MEMO" and saga["state"] == "SAGA_STATE_COMPLETED", saga
+    steps = {s["name"]: s for s in saga["steps"]}
+    assert steps["billing-credit"]["state"] == "SAGA_STEP_STATE_SKIPPED"
+    assert steps["billing-credit"]["reason"] == "BILLING_CREDIT_NOT_SUPPORTED"
+    (doc,) = steps["erp-credit-note"]["documents"]
+    (note,) = await erp.rpc("account.invoice", "read", [int(doc["externalId"])], ["state", "total_amount"])
+    assert note["state"] == "posted" and float(note["total_amount"]) == -75.5
+    after = await rest(http, "GET", f"/v1/{invoice['name']}", CRM)
+    assert amount_of(after["openAmount"]) == pytest.approx(before - 75.5)
