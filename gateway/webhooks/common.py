@@ -18,6 +18,7 @@ from typing import Any
 from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 from pydantic import SecretStr
+from syncmesh.events.v1 import events_pb2
 
 from gateway.webhooks.model import Command, WebhookError
 
@@ -296,6 +297,31 @@ def request_message(command: Command) -> Message:
     The dispatcher sets `requestId` and the lookups' fields afterwards."""
     message = request_type(command.method)()
     json_format.ParseDict(dict(command.request), message)
+    return message
+
+
+def body_text(body: bytes) -> str | None:
+    """A JSON body as text to store as is, or None when it is not UTF-8 (JSON may be UTF-16
+    or -32): the caller then stores the parsed payload serialised again."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def published_request(command: events_pb2.CanonicalCommand) -> Message:
+    """A published command's request as its method's input message: converted from
+    `request_json` (the intake leaves that to the dispatcher) or unpacked from `request`.
+    KeyError for a method no contract defines; ValueError (json_format.ParseError included)
+    for a request the input type does not accept."""
+    message = request_type(command.method)()
+    if command.request_json:
+        try:
+            json_format.ParseDict(json.loads(command.request_json), message)
+        except (json_format.ParseError, TypeError, RecursionError) as exc:
+            raise ValueError(str(exc)) from None
+    elif not command.request.Unpack(message):
+        raise ValueError(f"the request is a {command.request.type_url}, not a {message.DESCRIPTOR.full_name}")
     return message
 
 

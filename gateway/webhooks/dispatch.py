@@ -7,6 +7,9 @@ call inside the consumer's transaction never holds the write lock webhook intake
 
 For each command of a `WebhookAccepted`, in order:
 
+- convert its request (`request_json`, protobuf JSON; or the packed `request` of events
+  published before) into its method's input type: one the contract does not accept is
+  dead-lettered INVALID_COMMAND at once (the intake leaves this costly step to us);
 - resolve its lookups (customer: CustomerService.LookupCustomer; product, price:
   CatalogService.ResolveMapping) into the request's fields;
 - set `request_id` to a UUIDv5 of (source, vendor event id, command index), so a
@@ -113,15 +116,16 @@ class Dispatcher:
         metadata: tuple[tuple[str, str], ...],
     ) -> None:
         try:
-            cls = common.request_type(command.method)
+            request = common.published_request(command)
         except KeyError:
             raise PermanentError(UNKNOWN_METHOD, f"no contract defines {command.method}") from None
-        request = cls()
-        if not command.request.Unpack(request):
+        except ValueError as exc:
+            # The mapping produced a request its method does not accept (the intake no longer
+            # converts it): dead-lettered with the reason, replayable after a mapping fix.
             raise PermanentError(
-                INVALID_COMMAND,
-                f"the request is a {command.request.type_url}, not a {cls.DESCRIPTOR.full_name}",
-            )
+                INVALID_COMMAND, f"the event's {command.method.rsplit('/', 1)[-1]} request is invalid: {exc}"
+            ) from None
+        cls = type(request)
         for lookup in command.lookups:
             try:
                 common.set_message_field(request, lookup.field, await self._lookup(lookup, metadata))

@@ -4,9 +4,12 @@
 
 1. `source.verify` and `source.parse` (pure): a WebhookError is the answer (401/400 with a
    stable reason); nothing is stored.
-2. Each command's request is converted from protobuf JSON into its method's input type, so
-   a mapping that produces an invalid request is refused now (400 INVALID_COMMAND), not
-   dead-lettered later.
+2. Each command's method must exist (400 UNKNOWN_METHOD) and its lookups name string
+   fields of its request (400 INVALID_COMMAND); the request travels as protobuf JSON text
+   and the dispatcher converts it to the method's input type (a ParseDict costs more than
+   the rest of the mapping: it is kept off the request path). A request the contract does
+   not accept is dead-lettered INVALID_COMMAND by the dispatcher, visible to ops and
+   replayable once the mapping is fixed.
 3. In ONE transaction of the gateway database, for each inbound event not yet in the
    webhook inbox: its inbox row, and its outbox events — `WebhookAccepted` when it maps to
    commands, one `RecordFetchRequested` per record fetch, none when ignored. An event
@@ -48,7 +51,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format
 from sqlalchemy import BigInteger, String, bindparam, cast, func, insert, literal, null, select, union_all
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -130,29 +132,36 @@ def unavailable(reason: str, message: str) -> IntakeResult:
 
 
 def canonical_command(command: Command) -> events_pb2.CanonicalCommand:
-    """A Command as published: its request parsed into the method's input type.
+    """A Command as published: its method checked, its request as protobuf JSON text.
 
-    WebhookError 400 UNKNOWN_METHOD / INVALID_COMMAND when the mapping produced something
-    no contract accepts."""
+    WebhookError 400 UNKNOWN_METHOD when no contract defines the method, INVALID_COMMAND when
+    a lookup names no string field of its request. The request itself is converted to the
+    method's input type by the dispatcher (`request_json`), off the request path: a mapping
+    that produces a request the contract does not accept is dead-lettered INVALID_COMMAND
+    there, with the event in the inbox (see docs/webhooks.md)."""
     try:
-        request = common.request_message(command)
+        request_type = common.request_type(command.method)
     except KeyError:
         raise WebhookError(
             UNKNOWN_METHOD, f"the event maps to {command.method!r}, which no contract defines", 400
         ) from None
-    except (json_format.ParseError, TypeError, ValueError) as exc:
+    try:
+        request_json = json.dumps(command.request, separators=(",", ":"), default=_json_mapping)
+    except (TypeError, ValueError) as exc:  # not JSON at all: a bug of the mapping, refused now
         raise WebhookError(
-            INVALID_COMMAND, f"the event's {command.method.rsplit('/', 1)[-1]} request is invalid: {exc}", 400
+            INVALID_COMMAND,
+            f"the event's {command.method.rsplit('/', 1)[-1]} request is not JSON: {exc}",
+            400,
         ) from None
-    result = events_pb2.CanonicalCommand(method=command.method, key=command.key)
-    result.request.Pack(request)
+    result = events_pb2.CanonicalCommand(method=command.method, key=command.key, request_json=request_json)
     for lookup in command.lookups:
         try:
             common.check_lookup_path(command, lookup.field)
         except ValueError as exc:
             raise WebhookError(
                 INVALID_COMMAND,
-                f"lookup field {lookup.field!r} is not a string field of {request.DESCRIPTOR.full_name}: {exc}",
+                f"lookup field {lookup.field!r} is not a string field of "
+                f"{request_type.DESCRIPTOR.full_name}: {exc}",
                 400,
             ) from None
         result.lookups.append(
@@ -163,6 +172,12 @@ def canonical_command(command: Command) -> events_pb2.CanonicalCommand:
             )
         )
     return result
+
+
+def _json_mapping(value: object) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
 def _check_lengths(inbound: Inbound) -> None:
@@ -210,7 +225,9 @@ def _prepare(inbound: Inbound) -> _Prepared:
     else:
         commands = tuple(canonical_command(c) for c in inbound.commands)
         status = ACCEPTED if commands else FETCH if inbound.fetches else IGNORED
-    payload = json.dumps(dict(inbound.payload), separators=(",", ":"), default=str)
+    payload = inbound.payload_text
+    if payload is None:
+        payload = json.dumps(dict(inbound.payload), separators=(",", ":"), default=str)
     return _Prepared(inbound, status, commands, payload)
 
 

@@ -87,6 +87,9 @@ class Inbound:
     ordering: tuple[str, int] | None = None
     ignored: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    # The payload exactly as the vendor sent it (the whole request body, when the request is
+    # this one event): stored as is instead of `payload` serialised again.
+    payload_text: str | None = None
 
 
 @dataclass(frozen=True)

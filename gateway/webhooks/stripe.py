@@ -113,7 +113,12 @@ class StripeSource:
         created = event.get("created")
         occurred = common.from_unix(created, "s", "created") if created is not None else None
         base = Inbound(
-            source=self.name, event_id=event_id, event_type=event_type, occurred=occurred, payload=event
+            source=self.name,
+            event_id=event_id,
+            event_type=event_type,
+            occurred=occurred,
+            payload=event,
+            payload_text=common.body_text(request.body),
         )
         return [map_event(base, event, obj)]
 

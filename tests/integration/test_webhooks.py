@@ -529,11 +529,26 @@ async def test_refused_requests_store_nothing(env: Env, case: str) -> None:
     assert await env.outbox_count() == outbox_before
 
 
-async def test_a_mapping_no_contract_accepts_is_refused_at_intake(env: Env) -> None:
-    event = lab_event("bad.mapping", {"id": unique("cus_")})
+async def test_a_mapping_no_contract_accepts_is_dead_lettered_by_the_dispatcher(env: Env) -> None:
+    """The intake no longer converts a command's request (off the request path): the event is
+    stored and answered 202, and the dispatcher dead-letters it INVALID_COMMAND, naming the
+    field, with nothing applied; an operator sees it (and discards or replays it after a fix)."""
+    customer_id = unique("cus_")
+    event = lab_event("bad.mapping", {"id": customer_id})
     status, body = await env.post(event)
-    assert (status, body["error"]["reason"]) == (400, "INVALID_COMMAND")
-    assert await env.inbox_rows(event["id"]) == []
+    assert (status, body["events"][0]["outcome"]) == (202, "accepted"), body
+    assert len(await env.inbox_rows(event["id"])) == 1
+
+    async def dead_lettered() -> bool:
+        return any(
+            d.aggregate == f"lab:lab:customer:{customer_id}" for d in await env.dispatcher.list_dead_letters()
+        )
+
+    await eventually(dead_lettered, "the unconvertible command was dead-lettered")
+    (dead,) = [d for d in await env.dispatcher.list_dead_letters() if d.aggregate.endswith(customer_id)]
+    assert dead.reason == "INVALID_COMMAND" and "colour" in dead.last_error, dead
+    assert await env.customer(customer_id, "lab") is None
+    await env.dispatcher.discard_dead_letter(dead.id, "test: the mapping is wrong on purpose")
 
 
 async def test_unknown_source_and_oversized_body(env: Env) -> None:

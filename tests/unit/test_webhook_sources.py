@@ -36,8 +36,7 @@ def as_dispatched(command: Command, names: dict[str, str]) -> Message:
     """The request as the dispatcher sends it: published by the intake (typed, lookups checked),
     then each lookup's field set to its resolved name."""
     published = canonical_command(command)
-    message = common.request_type(command.method)()
-    assert published.request.Unpack(message)
+    message = common.published_request(published)
     for lookup in published.lookups:
         common.set_message_field(message, lookup.field, names[lookup.field])
     return message

@@ -250,7 +250,7 @@ class WebhookAccepted(_message.Message):
     def __init__(self, source: _Optional[str] = ..., event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., occurred_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., identity: _Optional[str] = ..., commands: _Optional[_Iterable[_Union[CanonicalCommand, _Mapping]]] = ...) -> None: ...
 
 class CanonicalCommand(_message.Message):
-    __slots__ = ("method", "request", "key", "lookups")
+    __slots__ = ("method", "request", "key", "lookups", "request_json")
     class Lookup(_message.Message):
         __slots__ = ("field", "kind", "reference")
         FIELD_FIELD_NUMBER: _ClassVar[int]
@@ -264,11 +264,13 @@ class CanonicalCommand(_message.Message):
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     LOOKUPS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_JSON_FIELD_NUMBER: _ClassVar[int]
     method: str
     request: _any_pb2.Any
     key: str
     lookups: _containers.RepeatedCompositeFieldContainer[CanonicalCommand.Lookup]
-    def __init__(self, method: _Optional[str] = ..., request: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., key: _Optional[str] = ..., lookups: _Optional[_Iterable[_Union[CanonicalCommand.Lookup, _Mapping]]] = ...) -> None: ...
+    request_json: str
+    def __init__(self, method: _Optional[str] = ..., request: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., key: _Optional[str] = ..., lookups: _Optional[_Iterable[_Union[CanonicalCommand.Lookup, _Mapping]]] = ..., request_json: _Optional[str] = ...) -> None: ...
 
 class RecordFetchRequested(_message.Message):
     __slots__ = ("system", "object_type", "record_ids", "reason", "full_resync", "source", "event_id")
