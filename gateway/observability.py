@@ -12,16 +12,17 @@ metrics endpoints.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 
 from gateway.rest import GatewayError, gateway_error_response
-from services.platform import metrics
+from services.platform import metrics, tracing
 from services.platform.settings import Settings
 
 _tracer = trace.get_tracer("syncmesh.gateway")
@@ -36,6 +37,27 @@ def _route(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+@contextlib.contextmanager
+def _scope(request: web.Request, route: str) -> Iterator[trace.Span | None]:
+    """The request's SERVER span when spans are recorded; else only the caller's trace context
+    made current (so the events and calls it causes pass it on)."""
+    if tracing.enabled():
+        with _tracer.start_as_current_span(
+            f"{request.method} {route}",
+            context=propagate.extract(request.headers),
+            kind=trace.SpanKind.SERVER,
+            attributes={"http.request.method": request.method, "http.route": route, "url.path": request.path},
+        ) as span:
+            yield span
+        return
+    token = context.attach(propagate.extract(request.headers)) if "traceparent" in request.headers else None
+    try:
+        yield None
+    finally:
+        if token is not None:
+            context.detach(token)
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = _route(request)
@@ -43,17 +65,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)  # scrapes are neither traced nor counted
     started = time.perf_counter()
     status = 500
-    context = propagate.extract(request.headers)
-    with _tracer.start_as_current_span(
-        f"{request.method} {route}",
-        context=context,
-        kind=trace.SpanKind.SERVER,
-        attributes={
-            "http.request.method": request.method,
-            "http.route": route,
-            "url.path": request.path,
-        },
-    ) as span:
+    with _scope(request, route) as span:
         try:
             response = await handler(request)
             status = response.status
@@ -62,9 +74,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             status = exc.status
             raise
         finally:
-            span.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                span.set_status(trace.Status(trace.StatusCode.ERROR))
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR))
             metrics.observe_http(route, request.method, status, time.perf_counter() - started)
 
 

@@ -81,11 +81,23 @@ current_operation: contextvars.ContextVar[str] = contextvars.ContextVar("syncmes
 
 
 def record_exception(component: str, reason: str) -> None:
-    EXCEPTIONS.labels(component, reason or "UNKNOWN").inc()
+    _child(EXCEPTIONS, component, reason or "UNKNOWN").inc()
+
+
+# Labelled children by label values: `labels()` costs more than the observation itself.
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    key = (id(metric), *values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
 
 
 def observe_http(route: str, method: str, status: int, seconds: float) -> None:
-    HTTP_SECONDS.labels(route, method, str(status)).observe(seconds)
+    _child(HTTP_SECONDS, route, method, str(status)).observe(seconds)
 
 
 def step_kind(step: str) -> str:
@@ -95,7 +107,7 @@ def step_kind(step: str) -> str:
 
 
 def observe_step(step: str, outcome: str, seconds: float, reason: str = "") -> None:
-    SAGA_STEP_SECONDS.labels(step_kind(step), outcome).observe(seconds)
+    _child(SAGA_STEP_SECONDS, step_kind(step), outcome).observe(seconds)
     if reason:
         record_exception("saga", reason)
 
@@ -124,7 +136,7 @@ def connector_call(system: str, operation: str) -> Iterator[None]:
         record_exception("connector", reason or type(exc).__name__)
         raise
     finally:
-        CONNECTOR_CALL_SECONDS.labels(system, operation, outcome).observe(time.perf_counter() - started)
+        _child(CONNECTOR_CALL_SECONDS, system, operation, outcome).observe(time.perf_counter() - started)
 
 
 # --- vendor quota use: requests over the last minute against the budget's rate ----------------
@@ -148,7 +160,7 @@ _quotas: dict[tuple[str, str], _Quota] = {}
 
 def vendor_request(system: str, account: str, rate_per_s: float | None) -> None:
     """A vendor call took a budget token (`rate_per_s`: the budget's rate, if there is one)."""
-    VENDOR_REQUESTS.labels(system, account).inc()
+    _child(VENDOR_REQUESTS, system, account).inc()
     if rate_per_s:
         quota = _quotas.get((system, account))
         if quota is None:

@@ -86,6 +86,11 @@ def _instrument_grpc_clients() -> None:
         instrumentor.instrument()
 
 
+def enabled() -> bool:
+    """Whether this process records spans (an exporter is configured)."""
+    return bool(_processors.items)
+
+
 def configure(settings: Settings) -> None:
     """Trace export as `settings` say: OTLP/gRPC to `otlp_endpoint`, or nothing (the default).
     Safe to call from every start of the process; the first endpoint configured stays."""

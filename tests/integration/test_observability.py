@@ -347,7 +347,7 @@ async def test_a_deal_moves_saga_and_vendor_metrics_and_has_its_lineage(
         again = await stub.GetLineage(lpb.GetLineageRequest(name=name), metadata=auth)
         assert again.saga == saga
 
-    # The CLI: `syncmesh lineage NAME --json`, and a table for people.
+    # The CLI: `syncmesh lineage NAME --json` says the same.
     cli = [
         SYNCMESH,
         "lineage",
@@ -361,10 +361,6 @@ async def test_a_deal_moves_saga_and_vendor_metrics_and_has_its_lineage(
     out, err = await shown.communicate()
     assert shown.returncode == 0, err.decode()
     assert json_format.Parse(out, lpb.Lineage()) == lineage
-    shown = await asyncio.create_subprocess_exec(*cli, stdout=PIPE, stderr=PIPE)
-    out, err = await shown.communicate()
-    assert shown.returncode == 0, err.decode()
-    assert saga in out.decode() and "billing-subscription" in out.decode()
 
     async with http.get("/v1/lineage", params={"name": "orders/nope"}, headers=bearer(CRM_TOKEN)) as r:
         assert r.status == 404
