@@ -198,6 +198,21 @@ async def test_metrics_move_when_events_flow(running: Running, http: aiohttp.Cli
     assert value(await scrape(http), "syncmesh_event_replays_total", consumer=WAKE) == replays + 1
 
 
+async def test_a_process_without_the_gateway_serves_metrics_on_metrics_port(settings: Settings) -> None:
+    alone = settings.model_copy(update={"metrics_port": 0, "services": ["customers"]})
+    served = await start(alone, frozenset({"grpc"}))  # as `serve --service customers` (no consumers)
+    try:
+        assert served.runner is None and served.metrics_port > 0
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{served.metrics_port}") as http:
+            async with http.get("/metrics") as response:
+                assert response.status == 401
+            samples = await scrape(http)
+        assert ("syncmesh_outbox_unpublished", frozenset({("database", "customers")})) in samples
+        assert not any(dict(labels).get("database") == "orders" for _, labels in samples)
+    finally:
+        await served.stop()
+
+
 # --- traces ------------------------------------------------------------------------------------
 
 
