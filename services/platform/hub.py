@@ -233,10 +233,13 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
                 app, settings.http_host, settings.http_port
             )
         elif settings.metrics_port is not None:
-            running.metrics_runner, running.metrics_port = await start_metrics_server(
-                settings, running.metrics, settings.metrics_port
-            )
-            log.info("metrics on %s:%d/metrics", settings.http_host, running.metrics_port)
+            try:
+                running.metrics_runner, running.metrics_port = await start_metrics_server(
+                    settings, running.metrics, settings.metrics_port
+                )
+                log.info("metrics on %s:%d/metrics", settings.http_host, running.metrics_port)
+            except OSError as exc:  # e.g. the port taken by a sibling process: run on, unscraped
+                log.error("metrics_port %d: %s; this process serves no /metrics", settings.metrics_port, exc)
     except BaseException:
         await running.stop()
         raise
