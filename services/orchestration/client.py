@@ -75,6 +75,7 @@ def sagas_show(ops: Ops, name: str) -> None:
     head.add_column(style="bold", no_wrap=True)
     head.add_column()
     for label, value in (
+        ("kind", pb.SagaKind.Name(saga.kind).removeprefix("SAGA_KIND_")),
         ("state", _STATES[saga.state]),
         ("reason", saga.reason),
         ("message", saga.message),
@@ -101,3 +102,30 @@ def sagas_show(ops: Ops, name: str) -> None:
             _time(step.update_time),
         )
     out.print(steps)
+    if saga.decisions:
+        out.print(decisions_table(saga))
+
+
+def decisions_table(saga: Any) -> Table:
+    """A contract-change saga's decisions: the rule, its explanation, the actions, the inputs."""
+    table = Table(title="Decisions", title_justify="left")
+    for column in ("line", "rule", "actions", "explanation", "inputs"):
+        table.add_column(column, no_wrap=column in ("line", "rule"))
+    for decision in saga.decisions:
+        actions = []
+        for a in decision.actions:
+            text = pb.ContractActionKind.Name(a.kind).removeprefix("CONTRACT_ACTION_KIND_")
+            if a.HasField("amount"):
+                text += f" {a.amount.units + a.amount.nanos / 1e9:.2f} {a.amount.currency_code}"
+            if a.reasons:
+                text += f" ({', '.join(a.reasons)})"
+            actions.append(text)
+        inputs = ", ".join(f"{k}={v}" for k, v in sorted(decision.inputs.items()) if v)
+        table.add_row(
+            decision.inputs.get("line_id", ""),
+            decision.rule,
+            "\n".join(actions),
+            decision.explanation,
+            inputs,
+        )
+    return table

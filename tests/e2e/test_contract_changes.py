@@ -18,13 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 import stripe
 from aiohttp import web
+from rich.console import Console
+from syncmesh.orchestration.v1 import orchestration_pb2 as pb
+from syncmesh.orchestration.v1 import orchestration_pb2_grpc as pb_grpc
 
 from gateway.app import start_gateway
 from gateway.rest import add_rest_routes
 from services.connectors.erp.tryton import TrytonClient, TrytonConnector
+from services.orchestration.client import decisions_table
 from services.orders.domain import add_months
 from services.platform.hub import Running, start
 from services.platform.settings import Settings
@@ -325,6 +330,16 @@ async def test_contract_changes_end_to_end(
     assert len(sales) == 1 and sales[0]["total_amount"] == 250 and sales[0]["state"] == "processing"
     invoices = await rest(http, "GET", "/v1/invoices", CRM, filter=f'order = "{deal.order}"')
     assert sorted(amount_of(i["totalAmount"]) for i in invoices["invoices"]) == [250.0, 1000.0]
+
+    # `syncmesh sagas show` prints the decision (the rule, its actions, its inputs).
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}") as channel:
+        got = await pb_grpc.OrchestrationServiceStub(channel).GetSaga(
+            pb.GetSagaRequest(name=saga["name"]), metadata=(("authorization", OPS["Authorization"]),)
+        )
+    printed = Console(width=400, record=True)
+    printed.print(decisions_table(got))
+    text = printed.export_text()
+    assert "subscription_increase_invoiced_period" in text and "ERP_ADJUSTMENT_ORDER 250.00 USD" in text
 
     # A replayed OrderAmended (the consumer's handler runs again): the same saga, nothing twice.
     replayed = await rest(
