@@ -61,6 +61,12 @@ invoice's Tryton invoice (as above; Skip `INVOICE_NOT_IN_ERP` when the invoice h
 `tryton` reference). `billing-credit`: Skip `BILLING_CREDIT_NOT_SUPPORTED` (syncmesh invoices
 are the ERP's; Stripe holds none of them and localstripe has no credit notes). The memo
 itself already reduced the syncmesh invoice's open amount when it was issued.
+
+Not done yet, said plainly: renewals (`ContractRenewed` -> a renewal saga with
+`amendments.renewal_terms`: the uplifted price in Stripe, an ERP order for the new term's
+TERM_UPFRONT lines; `SagaKind.RENEWAL` is reserved for it); credits in Stripe (a refund or a
+credit note, once the billing connector has one); proration against a Stripe-API server
+without the Prices API (localstripe refuses `proration_behavior`, so it is not sent there).
 """
 
 from __future__ import annotations
