@@ -164,6 +164,14 @@ async def test_metrics_move_when_events_flow(running: Running, http: aiohttp.Cli
     )
     assert ("syncmesh_outbox_unpublished", frozenset({("database", "customers")})) in after
 
+    # A refused call counts under its reason.
+    missing = {"component": "grpc", "reason": "CUSTOMER_NOT_FOUND"}
+    async with http.get("/v1/customers/nope", headers=bearer(CRM_TOKEN)) as response:
+        assert response.status == 404
+    assert value(await scrape(http), "syncmesh_exceptions_total", **missing) == (
+        value(after, "syncmesh_exceptions_total", **missing) + 1
+    )
+
     # A message that is no event: dead-lettered (depth 1), then discarded (depth 0).
     assert running.bus is not None
     await running.bus.js.publish(
