@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
+import stripe
 from google.type import date_pb2
 from syncmesh.catalog.v1 import catalog_pb2 as catpb
 from syncmesh.catalog.v1 import catalog_pb2_grpc as catpb_grpc
@@ -47,6 +48,7 @@ from tests.e2e.test_topology import free_port
 from tests.helpers import eventually
 from tests.integration.test_orders import amend, money, new_quote, order_line, quote_line, ready_customer
 from tests.peers.crm_doubles import HubSpotDouble
+from tests.peers.localstripe import LocalStripe, localstripe_server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.postgres
 
@@ -99,7 +101,7 @@ async def hs() -> AsyncIterator[HubSpotDouble]:
 
 
 @pytest.fixture(scope="module")
-async def running(module_tmp: Path, hs: HubSpotDouble) -> AsyncIterator[Running]:
+async def running(module_tmp: Path, hs: HubSpotDouble, localstripe: LocalStripe) -> AsyncIterator[Running]:
     browser_available()
     port = free_port()
     settings = make_settings(
@@ -112,7 +114,15 @@ async def running(module_tmp: Path, hs: HubSpotDouble) -> AsyncIterator[Running]
         http_port=0,
         relay_poll_seconds=0.02,
         connector_allow_hosts=[LOOPBACK],
-        connectors={"hubspot": {"access_token": HS_TOKEN, "host": hs.url}},
+        connectors={
+            "hubspot": {"access_token": HS_TOKEN, "host": hs.url},
+            # Billing: what reconciliation compares syncmesh's customers with.
+            "stripe": {
+                "api_key": localstripe.api_key,
+                "api_base": localstripe.url,
+                "account": unique("acct-"),
+            },
+        },
     )
     hub = await start(settings)  # every role: services, consumers, sagas, relays, the gateway
     yield hub
@@ -175,6 +185,7 @@ class World:
         self.deal = ""  # the HubSpot deal that does not exist yet
         self.stuck_order = ""  # the order whose booking is dead-lettered
         self.sagas: dict[str, str] = {}  # expected reason -> saga name
+        self.customer = ""  # a ready customer (ACME-DE)
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +197,7 @@ async def world(running: Running, rest: Rest) -> World:
         invoices = ipb_grpc.InvoiceServiceStub(channel)
         sagas = spb_grpc.OrchestrationServiceStub(channel)
         de = await ready_customer(customers, "ACME-DE")
+        w.customer = de
         us = await ready_customer(customers, "ACME-US")
         unready = await customers.CreateCustomer(
             cpb.CreateCustomerRequest(
@@ -446,6 +458,16 @@ async def loaded(page: Any, after: str = "") -> str:
     return str(await page.evaluate("document.body.dataset.loaded"))
 
 
+async def signed_in(page: Any, running: Running) -> None:
+    """The board, signed in with the ops token (each test may run alone)."""
+    if await page.is_visible("#board"):
+        return
+    await page.goto(f"http://127.0.0.1:{running.http_port}/")
+    await page.fill("#token", OPS_TOKEN)
+    await page.click("#login-form button[type=submit]")
+    await loaded(page)
+
+
 # --- the tests -------------------------------------------------------------------------------------
 
 
@@ -483,12 +505,15 @@ async def test_only_the_dashboards_own_files_are_served(rest: Rest) -> None:
 
 
 async def test_the_page_shows_what_the_api_says(
-    running: Running, rest: Rest, world: World, page: Any
+    running: Running,
+    rest: Rest,
+    world: World,
+    page: Any,
+    capsys: pytest.CaptureFixture[str],
+    record_property: Any,
 ) -> None:
-    await page.goto(f"http://127.0.0.1:{running.http_port}/")
-    await page.fill("#token", OPS_TOKEN)
-    await page.click("#login-form button[type=submit]")
-    await loaded(page)
+    await page.goto(f"http://127.0.0.1:{running.http_port}/")  # signs in afresh
+    await signed_in(page, running)
 
     # The order backlog: every held saga with its state and reason, the chart by reason.
     held = [s for state in HELD for s in await rest.listing("/v1/sagas", "sagas", f"state = {state}")]
@@ -565,12 +590,15 @@ async def test_the_page_shows_what_the_api_says(
     shot = ARTIFACTS / "dashboard.png"
     await page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
-    print(f"dashboard screenshot: {shot}")
+    record_property("screenshot", str(shot))  # in the JUnit report, when one is written
+    with capsys.disabled():
+        print(f"\ndashboard screenshot: {shot}")
 
 
 async def test_replay_from_the_page_replays_the_dead_letter(
-    rest: Rest, world: World, page: Any, hs: HubSpotDouble
+    running: Running, rest: Rest, world: World, page: Any, hs: HubSpotDouble
 ) -> None:
+    await signed_in(page, running)
     [booking] = [
         d
         for d in await rest.listing("/v1/deadLetters", "deadLetters", "state = DEAD")
@@ -612,7 +640,8 @@ async def test_replay_from_the_page_replays_the_dead_letter(
     assert await tile(page, "parked") == str(len(parked))
 
 
-async def test_a_deals_lineage_matches_the_api(rest: Rest, world: World, page: Any) -> None:
+async def test_a_deals_lineage_matches_the_api(running: Running, rest: Rest, world: World, page: Any) -> None:
+    await signed_in(page, running)
     # The lineage of the undone deal, from its saga's row in the backlog.
     saga = world.sagas["CONNECTOR_NOT_CONFIGURED"]
     lineage = await rest.get("/v1/lineage", name=saga)
@@ -649,3 +678,58 @@ async def test_a_deals_lineage_matches_the_api(rest: Rest, world: World, page: A
         "document.getElementById('lineage-body').textContent.includes('LINEAGE_NOT_FOUND')",
         "the page says there is no lineage",
     )
+
+
+async def test_reconciliation_drift_matches_the_api(
+    running: Running, rest: Rest, world: World, page: Any, localstripe: LocalStripe
+) -> None:
+    await signed_in(page, running)
+    # Drift made at the vendor: a Stripe customer stamped as made by a saga step that no syncmesh
+    # customer links to (EXTRA), and one stamped as a syncmesh customer under another name
+    # (MISMATCH).
+    raw = stripe.StripeClient(localstripe.api_key, base_addresses={"api": localstripe.url})
+    extra = raw.v1.customers.create(
+        {"name": "Orphan GmbH", "metadata": {"syncmesh_step": f"hubspot.{unique('q-')}:billing-customer"}}
+    ).id
+    raw.v1.customers.create({"name": "Not The Legal Name AG", "metadata": {"syncmesh_name": world.customer}})
+    # A reconciliation run of the customers (on demand, through REST); the page shows its report.
+    async with rest.http.post(
+        rest.base + "/v1/reconciliationReports:run",
+        headers=rest.headers,
+        json={"requestId": request_id(), "objectTypes": ["customers"]},
+    ) as reply:
+        started = await reply.json()
+        assert reply.status == 200, started
+
+    async def finished() -> bool:
+        report = await rest.get(f"/v1/{started['name']}")
+        return bool(report["state"] != "REPORT_STATE_RUNNING")
+
+    await eventually(finished, "the reconciliation run finished", timeout=30)
+    report = await rest.get(f"/v1/{started['name']}")
+    assert report["state"] == "REPORT_STATE_SUCCEEDED", report
+    differences = await rest.listing(f"/v1/{report['name']}/differences", "differences")
+    kinds = {(d["kind"], d.get("key", "")) for d in differences}
+    assert ("DIFFERENCE_KIND_EXTRA", f"~stripe/{extra}") in kinds, differences
+    assert ("DIFFERENCE_KIND_MISMATCH", world.customer) in kinds, differences
+
+    before = str(await page.evaluate("document.body.dataset.loaded"))
+    await page.click("#refresh")
+    await loaded(page, before)
+    assert await page.get_attribute('[data-testid="reconciliation-report"]', "data-name") == report["name"]
+    assert await tile(page, "drift") == str(int(report["differenceCount"])) != "0"
+    assert await bars(page, "drift-chart") == {
+        f"{s['objectType']}: {kind}": float(n)
+        for s in report["summaries"]
+        for kind, n in s.get("differences", {}).items()
+    }
+    shown: list[list[str]] = await page.eval_on_selector_all(
+        '[data-testid="drift-table"] tbody tr',
+        """rows => rows.map(r => ["type", "kind", "key"].map(
+            f => r.querySelector(`[data-field="${f}"]`).textContent))""",
+    )
+    assert shown == [
+        [d["objectType"], d["kind"].removeprefix("DIFFERENCE_KIND_"), d.get("key") or "\N{EN DASH}"]
+        for d in differences[:200]
+    ]
+    await page.locator("#reconciliation").screenshot(path=str(ARTIFACTS / "dashboard-drift.png"))
