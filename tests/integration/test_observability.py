@@ -39,6 +39,7 @@ from services.platform.settings import Settings
 from tests.conftest import TOKENS, drop_schemas, make_settings, unique
 from tests.helpers import eventually
 from tests.integration.test_saga_flow import catalog, line, new_customer, paying_stripe_customer
+from tests.integration.test_webhooks import STRIPE_SECRET, stripe_customer_created, stripe_signed
 from tests.peers.localstripe import LocalStripe, localstripe_server  # noqa: F401 - the fixture
 
 CRM_TOKEN = next(t for t, who in TOKENS.items() if who == "crm")
@@ -55,6 +56,7 @@ def settings(backend: str, module_tmp: Path, localstripe: LocalStripe) -> Iterat
         grpc_port=0,
         http_port=0,
         connector_allow_hosts=["loopback"],
+        stripe_webhook_secret=STRIPE_SECRET,
         vendor_rate_limits={"stripe": 500},
         connectors={
             "stripe": {
@@ -273,6 +275,57 @@ async def test_one_trace_spans_gateway_grpc_nats_and_consumer(
     assert client.parent is not None and client.parent.span_id == gateway.context.span_id
     assert server.parent is not None and server.parent.span_id == client.context.span_id
     assert consumer.parent is not None and consumer.parent.span_id == server.context.span_id
+
+
+async def test_a_webhooks_trace_goes_on_through_the_dispatcher_to_the_service_and_its_consumers(
+    http: aiohttp.ClientSession, spans: InMemorySpanExporter
+) -> None:
+    caller_trace = uuid.uuid4().hex
+    body, headers = stripe_signed(stripe_customer_created())
+    headers["traceparent"] = f"00-{caller_trace}-{uuid.uuid4().hex[:16]}-01"
+    async with http.post("/webhooks/stripe", data=body, headers=headers) as response:
+        assert response.status == 202, await response.text()
+
+    def in_trace() -> dict[int, ReadableSpan]:
+        return {
+            s.context.span_id: s
+            for s in spans.get_finished_spans()
+            if s.context is not None and format(s.context.trace_id, "032x") == caller_trace
+        }
+
+    def descends(span: ReadableSpan, ancestor: ReadableSpan, found: dict[int, ReadableSpan]) -> bool:
+        assert ancestor.context is not None
+        while span.parent is not None:
+            if span.parent.span_id == ancestor.context.span_id:
+                return True
+            if span.parent.span_id not in found:
+                return False
+            span = found[span.parent.span_id]
+        return False
+
+    def consumer_spans(found: dict[int, ReadableSpan], name: str) -> list[ReadableSpan]:
+        return [
+            s
+            for s in found.values()
+            if s.kind == trace.SpanKind.CONSUMER
+            and (s.attributes or {}).get("messaging.consumer.group.name") == name
+        ]
+
+    async def reached_wake_consumer() -> bool:
+        return bool(consumer_spans(in_trace(), WAKE))
+
+    await eventually(reached_wake_consumer, "the webhook's trace reaches the customers' event consumer")
+    found = in_trace()
+    gateway = _one([s for s in found.values() if s.name == "POST /webhooks/stripe"], "gateway")
+    dispatched = _one(consumer_spans(found, "gateway-dispatch"), "dispatcher")
+    assert descends(dispatched, gateway, found)
+    [server] = [
+        s
+        for s in found.values()
+        if s.kind == trace.SpanKind.SERVER and s.name.startswith("/syncmesh.customers.v1.CustomerService/")
+    ]
+    assert descends(server, dispatched, found)
+    assert all(descends(s, server, found) for s in consumer_spans(found, WAKE))
 
 
 # --- a deal: saga metrics and its lineage -------------------------------------------------------
