@@ -460,6 +460,8 @@ class Supervisor:
                     "pid": c.pid,
                     "restarts": c.restarts,
                     **c.spec.ports,
+                    "args": list(c.spec.args),  # `syncmesh <args>` with these settings beside its own
+                    "settings": dict(c.spec.env),  # (where the others are; no secrets)
                 }
                 for c in self.children
             ],

@@ -2,8 +2,8 @@
 (services/reconciliation/domain.py), bounded in memory.
 
 syncmesh (read-only, on the owning services' own tables: `customers`, `invoices`,
-`subscriptions`): one query per type, the objects outer-joined to their external references
-and ordered by the object id (the key's only variable part, `customers/<id>`) compared
+`subscriptions`): one query per type, each object with its reference to each compared
+system (a correlated lookup on the references' index), ordered by the object id (the key's only variable part, `customers/<id>`) compared
 byte-wise (`COLLATE "C"` on PostgreSQL, SQLite's binary default: the same order as Python's
 `str` comparison, which the merge checks), streamed from a server-side cursor in pages.
 
@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, select
+from sqlalchemy import ColumnElement, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.connectors.erp.tryton import TrytonConnector
@@ -71,6 +71,14 @@ SUBSCRIPTION_STATES = {
 }
 
 
+# The systems a syncmesh object is expected in, by (linked to Tryton, linked to Stripe).
+_EXPECTS = {
+    (t, s): frozenset(name for name, linked in ((TRYTON, t), (STRIPE, s)) if linked)
+    for t in (False, True)
+    for s in (False, True)
+}
+
+
 def _money(value: Any) -> Decimal:
     if isinstance(value, dict):
         return Decimal(str(value.get("amount") or value.get("units") or "0"))
@@ -86,15 +94,25 @@ class SyncmeshReader:
         self.postgres = settings.database_url is not None
 
     def engine(self, service: str) -> AsyncEngine:
-        if service not in self._engines:
+        """PostgreSQL: one small engine for every service's schema (the tables' names differ);
+        SQLite: a plain engine per service file (reads take no write lock: the services' own
+        engines begin IMMEDIATE)."""
+        name = "postgresql" if self.postgres else service
+        if name not in self._engines:
             if self.postgres:
-                self._engines[service] = database_for(service, self.settings).engine
+                assert self.settings.database_url is not None
+                prefix = self.settings.db_schema_prefix
+                path = ",".join(f"{prefix}{s}" for s in ("customers", "invoices", "subscriptions"))
+                self._engines[name] = create_async_engine(
+                    self.settings.database_url,
+                    pool_size=2,  # the stream, and the vendor sources' link lookups
+                    max_overflow=1,
+                    connect_args={"options": f"-csearch_path={path}", "connect_timeout": 5},
+                )
             else:
-                # A plain engine: reads take no write lock (the services' engines begin
-                # IMMEDIATE); each page reads in its own short statement.
                 url = database_for(service, self.settings).url
-                self._engines[service] = create_async_engine(url, connect_args={"timeout": 30})
-        return self._engines[service]
+                self._engines[name] = create_async_engine(url, connect_args={"timeout": 30})
+        return self._engines[name]
 
     async def close(self) -> None:
         for engine in self._engines.values():
@@ -106,41 +124,30 @@ class SyncmeshReader:
 
     async def _objects(
         self, object_type: str, table: Table, columns: Sequence[str], page_size: int
-    ) -> AsyncIterator[list[tuple[Any, dict[str, str]]]]:
-        """Every row of `table` by id with its external references ({system: external id}),
-        in pages: ONE query (the table outer-joined to its references, ordered by id),
-        streamed from a server-side cursor (PostgreSQL; SQLite steps its own), so the
-        database sorts once and this process holds one page at a time."""
+    ) -> AsyncIterator[Sequence[Any]]:
+        """Every row of `table` by id: `columns`, then its reference to each compared system
+        (`SYSTEMS[object_type]`, in order; None when it has none), in pages: ONE query (a correlated lookup of each system's reference,
+        ordered by id), streamed from a server-side cursor (PostgreSQL; SQLite steps its own),
+        so the database sorts once and this process holds one page at a time."""
         refs, owner, kind = _ref_table(object_type)
-        joined = refs.c[owner] == table.c.id
-        if kind is not None:
-            joined = joined & (refs.c.kind == kind)
+        systems = SYSTEMS[object_type]
+        lookups = []
+        for system in systems:
+            lookup = select(func.min(refs.c.external_id)).where(
+                refs.c[owner] == table.c.id, refs.c.system == system
+            )
+            if kind is not None:
+                lookup = lookup.where(refs.c.kind == kind)
+            lookups.append(lookup.scalar_subquery())
         query = (
-            select(*(table.c[c] for c in columns), refs.c.system, refs.c.external_id)
-            .select_from(table.outerjoin(refs, joined))
+            select(*(table.c[c] for c in columns), *lookups)
             .order_by(self._ordered(table.c.id))
             .execution_options(yield_per=page_size)
         )
-        page: list[tuple[Any, dict[str, str]]] = []
-        current: Any = None
-        links: dict[str, str] = {}
         async with self.engine(_OWNER[object_type]).connect() as conn:
             result = await conn.stream(query)
             async for partition in result.partitions(page_size):
-                for row in partition:
-                    if current is None or row.id != current.id:
-                        if current is not None:
-                            page.append((current, links))
-                            if len(page) >= page_size:
-                                yield page
-                                page = []
-                        current, links = row, {}
-                    if row.system is not None:
-                        links[row.system] = row.external_id
-        if current is not None:
-            page.append((current, links))
-        if page:
-            yield page
+                yield partition
 
     async def link(self, object_type: str, system: str, external_ids: Sequence[str]) -> dict[str, str]:
         """The syncmesh objects that link to these vendor ids: external id -> resource name."""
@@ -161,18 +168,19 @@ class SyncmeshReader:
     async def customers(self, page_size: int = PAGE) -> AsyncIterator[list[Record]]:
         async for rows in self._objects("customers", customers, ("id", "legal_name"), page_size):
             page = []
-            for row, linked in rows:
-                fields = {"legal_name": row.legal_name}
-                fields.update({f"ref.{s}": linked.get(s, "") for s in SYSTEMS["customers"]})
-                name = f"customers/{row.id}"
-                page.append(Record(name, name, fields, expects=frozenset(linked)))
+            for customer_id, legal_name, tryton, stripe in rows:
+                fields = {"legal_name": legal_name, "ref.tryton": tryton or "", "ref.stripe": stripe or ""}
+                expects = _EXPECTS[tryton is not None, stripe is not None]
+                name = f"customers/{customer_id}"
+                page.append(Record(name, name, fields, expects=expects))
             yield page
 
     async def invoices(self, page_size: int = PAGE) -> AsyncIterator[list[Record]]:
         columns = ("id", "status", "currency_code", "document")
         async for rows in self._objects("invoices", invoices, columns, page_size):
             page = []
-            for row, linked in rows:
+            for row in rows:
+                tryton = row[len(columns)]
                 doc = row.document
                 total, paid = _money(doc.get("total")), _money(doc.get("paid"))
                 credited = _money(doc.get("credited"))
@@ -187,22 +195,19 @@ class SyncmeshReader:
                 fields = {
                     "status": INVOICE_STATES.get(row.status, row.status),
                     "currency": row.currency_code,
-                    "ref.tryton": linked.get(TRYTON, ""),
+                    "ref.tryton": tryton or "",
                 }
                 name = f"invoices/{row.id}"
-                page.append(Record(name, name, fields, money, frozenset(linked) & {TRYTON}))
+                page.append(Record(name, name, fields, money, _EXPECTS[tryton is not None, False]))
             yield page
 
     async def subscriptions(self, page_size: int = PAGE) -> AsyncIterator[list[Record]]:
         async for rows in self._objects("subscriptions", subscriptions, ("id", "status"), page_size):
             page = []
-            for row, linked in rows:
-                fields = {
-                    "state": SUBSCRIPTION_STATES.get(row.status, row.status),
-                    "ref.stripe": linked.get(STRIPE, ""),
-                }
-                name = f"subscriptions/{row.id}"
-                page.append(Record(name, name, fields, expects=frozenset(linked) & {STRIPE}))
+            for subscription_id, status, stripe in rows:
+                fields = {"state": SUBSCRIPTION_STATES.get(status, status), "ref.stripe": stripe or ""}
+                name = f"subscriptions/{subscription_id}"
+                page.append(Record(name, name, fields, expects=_EXPECTS[False, stripe is not None]))
             yield page
 
     def stream(self, object_type: str) -> AsyncIterator[list[Record]]:
