@@ -53,6 +53,7 @@ from syncmesh.orchestration.v1 import orchestration_pb2_grpc as orchpb_grpc
 from syncmesh.orders.v1 import orders_pb2 as opb
 
 from services.platform.topology import free_port, syncmesh_command
+from tests.integration.test_saga_flow import paying_stripe_customer
 from tests.peers.localstripe import LocalStripe, start_localstripe
 
 CUSTOMERS = 12
@@ -209,24 +210,13 @@ class Topology:
                 conn.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
-def _paying_stripe_customer(raw: stripe.StripeClient) -> str:
-    customer = raw.v1.customers.create(
-        {"name": "Bench Buyer", "email": f"{uuid.uuid4().hex[:8]}@bench.example"}
-    )
-    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
-    params: Any = {"type": "card", "card": card}
-    method = raw.v1.payment_methods.create(params)
-    raw.v1.payment_methods.attach(method.id, {"customer": customer.id})
-    raw.v1.customers.update(customer.id, {"invoice_settings": {"default_payment_method": method.id}})
-    return str(customer.id)
-
-
 async def _customers(t: Topology, raw: stripe.StripeClient) -> list[str]:
     names = []
     async with grpc.aio.insecure_channel(t.address("customers")) as channel:
         stub = cpb_grpc.CustomerServiceStub(channel)
         for i in range(CUSTOMERS):
-            stripe_id = await asyncio.to_thread(_paying_stripe_customer, raw)
+            # The test suite's helper (synchronous Stripe calls inside): in a thread.
+            stripe_id = await asyncio.to_thread(asyncio.run, paying_stripe_customer(raw))
             made = await stub.CreateCustomer(
                 cpb.CreateCustomerRequest(
                     request_id=str(uuid.uuid4()),
@@ -250,9 +240,10 @@ async def _customers(t: Topology, raw: stripe.StripeClient) -> list[str]:
     return names
 
 
-async def _products(t: Topology, n: int) -> list[str]:
+async def make_products(catalog: str, n: int) -> list[str]:
+    """n active subscription products in the catalog service at `catalog` (host:port)."""
     gate = asyncio.Semaphore(IN_FLIGHT)
-    async with grpc.aio.insecure_channel(t.address("catalog")) as channel:
+    async with grpc.aio.insecure_channel(catalog) as channel:
         stub = catpb_grpc.CatalogServiceStub(channel)
 
         async def one() -> str:
@@ -297,7 +288,7 @@ def _quote(customer: str, product: str, key: str) -> opb.Quote:
 
 
 async def _round(t: Topology, customers: list[str], tag: str, sagas: int, timeout: float) -> dict[str, Any]:
-    products = await _products(t, sagas)
+    products = await make_products(t.address("catalog"), sagas)
     roles = t.pids()
     cpu_before = {role: sum(_cpu_seconds(p) for p in pids) for role, pids in roles.items()}
     busy_before = _machine_busy()

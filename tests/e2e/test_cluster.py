@@ -34,12 +34,11 @@ import psycopg
 import pytest
 import stripe
 from google.type import postal_address_pb2
-from syncmesh.catalog.v1 import catalog_pb2 as catpb
-from syncmesh.catalog.v1 import catalog_pb2_grpc as catpb_grpc
 from syncmesh.common.v1 import common_pb2
 from syncmesh.customers.v1 import customers_pb2 as cpb
 from syncmesh.customers.v1 import customers_pb2_grpc as cpb_grpc
 
+from bench.scale_out import make_products
 from services.platform.nats import Bus, NatsStartError, nats_server_binary
 from services.platform.topology import NatsCluster, free_port, syncmesh_command
 from tests.conftest import PG_URL, TOKENS, drop_schemas, metadata_for, unique
@@ -262,24 +261,6 @@ async def setup_customers(d: Deployment, raw: stripe.StripeClient, n: int) -> li
         return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
-async def setup_product(d: Deployment) -> str:
-    async with grpc.aio.insecure_channel(d.address("catalog")) as channel:
-        made = await catpb_grpc.CatalogServiceStub(channel).CreateProduct(
-            catpb.CreateProductRequest(
-                request_id=str(uuid.uuid4()),
-                product=catpb.Product(
-                    sku=unique("SKU-"),
-                    display_name="Platform licence",
-                    product_type=catpb.PRODUCT_TYPE_SUBSCRIPTION,
-                    active=True,
-                ),
-            ),
-            metadata=OPS,
-            timeout=10,
-        )
-    return str(made.name)
-
-
 async def stream_leader(bus: Bus, stream: str) -> int:
     info = await bus.js.stream_info(stream)
     assert info.cluster is not None and info.cluster.leader, info.cluster
@@ -302,7 +283,7 @@ async def test_a_quote_to_cash_burst_survives_a_nats_node_and_a_worker_killed(
     accounts = await setup_customers(d, raw, QUOTES_FIRST + QUOTES_DURING_OUTAGE)
     # A product per quote: two workers upserting one Stripe product at once race in the Stripe
     # connector (the second create answers 409 and the saga compensates; see the report).
-    products = await asyncio.gather(*(setup_product(d) for _ in accounts))
+    products = await make_products(d.address("catalog"), len(accounts))
     url = f"http://127.0.0.1:{d.http_port}/webhooks/salesforce"
     events = [quote_approved(a, p) for a, p in zip(accounts, products, strict=True)]
     print(f"{time.strftime('%X')} set up")
