@@ -107,8 +107,9 @@ def configure(settings: Settings) -> None:
             return
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
+        # A collector that does not answer holds an export (and the process's exit) 5 s at most.
         exporter = OTLPSpanExporter(
-            endpoint=settings.otlp_endpoint, insecure=settings.otlp_endpoint.startswith("http://")
+            endpoint=settings.otlp_endpoint, insecure=settings.otlp_endpoint.startswith("http://"), timeout=5
         )
         _processors.items = (*_processors.items, BatchSpanProcessor(exporter))
         _otlp = settings.otlp_endpoint
