@@ -9,6 +9,9 @@ identity (one saga per change: duplicates and replays of the event find the same
 - `syncmesh-amendment:<order id>.r<revision>` (kind AMENDMENT): started by `OrderAmended`
   (the `orchestration-amendments` consumer), one saga per order revision. Its steps:
   `decide` -> `review` -> `billing` -> `erp-adjustment` -> `credit-memo`.
+- `syncmesh-renewal:<subscription id>.t<n>` (kind RENEWAL): started by `ContractRenewed` (the
+  `orchestration-renewals` consumer), one saga per renewed term. Its steps: `terms` ->
+  `billing` -> `erp-order`.
 - `syncmesh-credit-memo:<invoice id>.<memo id>` (kind CREDIT_MEMO): started by
   `CreditMemoIssued` for a memo no system has yet (IssueCreditMemo by a person or the CRM;
   memos that already carry a `tryton` reference were made by a saga or the ERP and start
@@ -62,11 +65,23 @@ invoice's Tryton invoice (as above; Skip `INVOICE_NOT_IN_ERP` when the invoice h
 are the ERP's; Stripe holds none of them and localstripe has no credit notes). The memo
 itself already reduced the syncmesh invoice's open amount when it was issued.
 
-Not done yet, said plainly: renewals (`ContractRenewed` -> a renewal saga with
-`amendments.renewal_terms`: the uplifted price in Stripe, an ERP order for the new term's
-TERM_UPFRONT lines; `SagaKind.RENEWAL` is reserved for it); credits in Stripe (a refund or a
-credit note, once the billing connector has one); proration against a Stripe-API server
-without the Prices API (localstripe refuses `proration_behavior`, so it is not sent there).
+Renewal steps (`syncmesh-renewal:<subscription id>.t<renewal count>`, kind RENEWAL, started by
+`ContractRenewed` of a subscription an order made: RenewSubscription, REST
+`POST /v1/subscriptions/{id}:renew`, or auto-renewal): `terms`: the order's current lines (its
+latest amendment saga's, else its quote's); the renewed subscription's lines and the order's
+TERM_UPFRONT lines whose term ended with the subscription's previous term get their next term
+by `amendments.renewal_terms` at `settings.renewal_uplift_percent`, each recorded as a decision
+(rule `renewal_terms`: prices before and after, the new term), with a BILLING_ONLY_CHANGE action
+when a subscription line's net price changes; `billing`: that change, as for an amendment (the
+new price applies in Stripe from now: scheduling it for the new term's first day needs Stripe
+subscription schedules, which localstripe lacks; an auto-renewal happens at the term's end
+anyway); `erp-order`: one Tryton sale per legal entity for the new term of the TERM_UPFRONT
+lines, its invoice posted and recorded in syncmesh.
+
+Not done yet, said plainly: credits in Stripe (a refund or a credit note, once the billing
+connector has one); proration against a Stripe-API server without the Prices API (localstripe
+refuses `proration_behavior`, so it is not sent there); an operator RPC to resolve an
+AMENDMENT_NEEDS_REVIEW wait.
 """
 
 from __future__ import annotations
@@ -92,7 +107,7 @@ from services.connectors.base import ExternalLink, StepKey
 from services.connectors.billing.stripe import PriceSpec, StripeConnector
 from services.connectors.erp.tryton import ErpOrder, ErpOrderLine, ErpProduct, TrytonConnector
 from services.orchestration import amendments as rules
-from services.orchestration.amendments import ActionKind, PeriodStatus
+from services.orchestration.amendments import ActionKind, PeriodStatus, renewal_terms
 from services.orchestration.engine import Plan, start_in
 from services.orchestration.flow import (
     Deps,
@@ -117,10 +132,11 @@ from services.orchestration.store import (
     find_by_quote_key,
     sagas,
 )
-from services.orders.convert import Reader, kind_from_proto
-from services.orders.domain import Amendment, AmendmentKind, Line, Order, round_money
+from services.orders.convert import Reader, kind_from_proto, order_line_to_proto
+from services.orders.domain import Amendment, AmendmentKind, BillingFrequency, Line, Order, round_money
 from services.platform.consumer import Event, Handler
 from services.platform.db import Database
+from services.platform.errors import DomainError
 from services.platform.server import ConsumerSpec, ServiceContext
 
 log = logging.getLogger(__name__)
@@ -128,7 +144,8 @@ log = logging.getLogger(__name__)
 # The envelope systems: the first external reference of a contract-change saga's quote.
 AMENDMENT_SYSTEM = "syncmesh-amendment"
 CREDIT_MEMO_SYSTEM = "syncmesh-credit-memo"
-KINDS = {AMENDMENT_SYSTEM: "AMENDMENT", CREDIT_MEMO_SYSTEM: "CREDIT_MEMO"}
+RENEWAL_SYSTEM = "syncmesh-renewal"
+KINDS = {AMENDMENT_SYSTEM: "AMENDMENT", CREDIT_MEMO_SYSTEM: "CREDIT_MEMO", RENEWAL_SYSTEM: "RENEWAL"}
 QUOTE_TO_CASH = "QUOTE_TO_CASH"
 
 # Stable reasons (docs/errors.md, "Orchestration").
@@ -150,6 +167,8 @@ DECIDE, REVIEW, BILLING, ERP_ADJUSTMENT, CREDIT_MEMO = (
     "credit-memo",
 )
 ERP_CREDIT_NOTE, BILLING_CREDIT = "erp-credit-note", "billing-credit"
+TERMS, ERP_ORDER = "terms", "erp-order"
+RENEWAL_RULE = "renewal_terms"
 
 # The quote-to-cash steps that place the contract with the vendors.
 _PROVISIONING = ("order", "billing-subscription:", "erp-order:", "invoice:")
@@ -221,6 +240,28 @@ async def start_credit_memo(session: AsyncSession, memo: ipb.CreditMemo, invoice
     return await start_in(session, envelope, payload)
 
 
+async def start_renewal(session: AsyncSession, sub: spb.Subscription, previous_end: Any) -> SagaRecord | None:
+    """In `session`: the saga of one renewed term of a subscription an order made (made once)."""
+    if not sub.order:
+        return None
+    sub_id = sub.name.rsplit("/", 1)[-1]
+    envelope = _envelope(
+        RENEWAL_SYSTEM, f"{sub_id}.t{sub.renewal_count}", sub.customer, sub.order, sub.currency_code
+    )
+    payload = {
+        "renewal": {
+            "subscription": sub.name,
+            "order": sub.order,
+            "customer": sub.customer,
+            "currency": sub.currency_code,
+            "previous_term_end": _iso(previous_end).isoformat(),
+            "term_months": sub.term_months,
+            "items": [item.item_id for item in sub.items],
+        }
+    }
+    return await start_in(session, envelope, payload)
+
+
 def _handler(start: Any, *types: str) -> Any:
     """A consumer's handler: `start` for the events of `types`; the other events of the stream
     (read too: the consumer applies an aggregate's events in their sequence) are passed over."""
@@ -247,6 +288,10 @@ async def _on_memo(session: AsyncSession, data: Any) -> SagaRecord | None:
     return await start_credit_memo(session, data.credit_memo, data.invoice)
 
 
+async def _on_renewed(session: AsyncSession, data: Any) -> SagaRecord | None:
+    return await start_renewal(session, data.subscription, data.previous_term_end_date)
+
+
 def consumer_specs() -> list[ConsumerSpec]:
     """The consumers that start contract-change sagas (hosted by the orchestration)."""
     return [
@@ -264,6 +309,13 @@ def consumer_specs() -> list[ConsumerSpec]:
             filter_subject="invoices.>",
             service="orchestration",
         ),
+        ConsumerSpec(
+            "orchestration-renewals",
+            "subscriptions",
+            _handler(_on_renewed, "com.syncmesh.subscriptions.subscription.renewed.v1"),
+            filter_subject="subscriptions.>",
+            service="orchestration",
+        ),
     ]
 
 
@@ -279,6 +331,26 @@ async def find_contract(session: AsyncSession, order: str) -> SagaRecord | None:
         if saga_kind(key) == QUOTE_TO_CASH:
             return await find_by_quote_key(session, key)
     return None
+
+
+async def current_lines(session: AsyncSession, contract: SagaRecord, order: str) -> list[Line]:
+    """The order's lines as its latest amendment saga recorded them, else its quote's."""
+    prefix = f"{AMENDMENT_SYSTEM}:{order.rsplit('/', 1)[-1]}.r"
+    rows = await session.execute(
+        select(sagas.c.quote_key, sagas.c.data).where(sagas.c.quote_key.like(prefix + "%"))
+    )
+    found = [(int(key.removeprefix(prefix)), data) for key, data in rows]
+    if found:
+        return [_line(x) for x in max(found, key=lambda r: r[0])[1]["change"]["lines"]]
+    return [Reader().line(q, "line") for q in opb.Quote.FromString(contract.quote).lines]
+
+
+def _kept(data: dict[str, Any]) -> dict[str, Any]:
+    """What the contract-change steps need of the quote-to-cash saga's data."""
+    kept = {k: v for k, v in data.items() if k in ("customer", "lines", "order", "stripe_customer")}
+    vendor = ("billing-subscription:", "erp-order:", "invoice:")
+    kept.update({k: v for k, v in data.items() if k.startswith(vendor)})
+    return kept
 
 
 def _provisioned(contract: SagaRecord) -> bool:
@@ -373,14 +445,7 @@ class DecideStep(_ChangeStep):
         }
         changes = rules.change_from_amendment(before, after, amendment, today, statuses)
         decisions = [rules.record(rules.decide(c)) for c in changes]
-        kept = {k: v for k, v in data.items() if k in ("customer", "lines", "order", "stripe_customer")}
-        kept.update(
-            {
-                k: v
-                for k, v in data.items()
-                if k.startswith(("billing-subscription:", "erp-order:", "invoice:"))
-            }
-        )
+        kept = _kept(data)
         ctx_of_contract = SagaContext(contract.name, quote)
         return Done(
             {
@@ -621,49 +686,42 @@ async def _party(erp: TrytonConnector, contract: dict[str, Any]) -> int:
     return int(party)
 
 
-class ErpAdjustmentStep(_ChangeStep):
-    async def run(self, ctx: SagaContext) -> Outcome:
-        actions = self.actions(ctx, ActionKind.ERP_ADJUSTMENT_ORDER)
-        if not actions:
-            return Skip(NO_ACTIONS)
-        contract = self.contract(ctx)
-        by_entity: dict[str, list[dict[str, Any]]] = {}
-        for action in actions:
-            by_entity.setdefault(self.after(ctx, action["line_id"]).legal_entity, []).append(action)
-        result: dict[str, Any] = {}
-        links: list[ExternalLink] = []
-        for entity, group in by_entity.items():
-            erp = await self.deps.vendors.tryton(entity)
-            party = await _party(erp, contract)
-            lines = []
-            for action in group:
-                line = self.after(ctx, action["line_id"])
-                name = contract["lines"].get(line.line_id, {}).get("name") or line.product
-                product = await erp.upsert_product(
-                    ErpProduct(line.product, name, line.unit_price.amount),
-                    self.part(ctx, f"product:{line.line_id}"),
-                )
-                quantity, unit = _adjustment_line(action)
-                period = f" {action.get('service_start', '')}..{action.get('service_end', '')}".rstrip(".")
-                lines.append(
-                    ErpOrderLine(int(product.external_id), quantity, unit, f"adjustment of {name}{period}")
-                )
-            sale = await erp.create_order(
-                ErpOrder(ctx.quote.order, party, ctx.quote.currency_code, tuple(lines)),
-                self.part(ctx, entity),
+class _SaleStep(_ChangeStep):
+    """A step that places ERP sales: one per legal entity, confirmed, its invoice posted and,
+    when positive, recorded in syncmesh."""
+
+    async def place(
+        self,
+        ctx: SagaContext,
+        entity: str,
+        items: Sequence[tuple[Line, Decimal, Decimal, str]],
+        contract: dict[str, Any],
+    ) -> tuple[dict[str, Any], list[ExternalLink]]:
+        """One sale for `entity` of `items` (line, quantity, unit price, text), keyed by the
+        step and the entity."""
+        erp = await self.deps.vendors.tryton(entity)
+        party = await _party(erp, contract)
+        lines = []
+        for line, quantity, unit, text in items:
+            name = contract["lines"].get(line.line_id, {}).get("name") or line.product
+            product = await erp.upsert_product(
+                ErpProduct(line.product, name, line.unit_price.amount),
+                self.part(ctx, f"product:{line.line_id}"),
             )
-            links.append(sale)
-            made: dict[str, Any] = {"sale": int(sale.external_id), "number": sale.extra.get("number", "")}
-            invoice = sale.extra.get("invoice")
-            if invoice:
-                posted = await erp.post_invoice(int(invoice), self.part(ctx, f"{entity}:invoice"))
-                links.append(posted)
-                made["tryton_invoice"] = int(posted.external_id)
-                total = sum((q * u for q, u in ((x.quantity, x.unit_price) for x in lines)), Decimal(0))
-                if total > 0:
-                    made["invoice"] = await self._record(ctx, entity, lines, posted, contract)
-            result[entity] = made
-        return Done({ERP_ADJUSTMENT: result}, tuple(links))
+            lines.append(ErpOrderLine(int(product.external_id), quantity, unit, f"{text} {name}".strip()))
+        sale = await erp.create_order(
+            ErpOrder(ctx.quote.order, party, ctx.quote.currency_code, tuple(lines)), self.part(ctx, entity)
+        )
+        links = [sale]
+        made: dict[str, Any] = {"sale": int(sale.external_id), "number": sale.extra.get("number", "")}
+        invoice = sale.extra.get("invoice")
+        if invoice:
+            posted = await erp.post_invoice(int(invoice), self.part(ctx, f"{entity}:invoice"))
+            links.append(posted)
+            made["tryton_invoice"] = int(posted.external_id)
+            if sum((x.quantity * x.unit_price for x in lines), Decimal(0)) > 0:
+                made["invoice"] = await self._record(ctx, entity, lines, posted, contract)
+        return made, links
 
     async def _record(
         self,
@@ -719,8 +777,30 @@ class ErpAdjustmentStep(_ChangeStep):
                 )
         except grpc.aio.AioRpcError as exc:
             if reason_of(exc) != "INVOICE_ALREADY_POSTED":
-                raise step_error(exc, "adjustment invoice record") from None
+                raise step_error(exc, f"{self.name} invoice record") from None
         return str(created.name)
+
+
+class ErpAdjustmentStep(_SaleStep):
+    async def run(self, ctx: SagaContext) -> Outcome:
+        actions = self.actions(ctx, ActionKind.ERP_ADJUSTMENT_ORDER)
+        if not actions:
+            return Skip(NO_ACTIONS)
+        contract = self.contract(ctx)
+        by_entity: dict[str, list[tuple[Line, Decimal, Decimal, str]]] = {}
+        for action in actions:
+            line = self.after(ctx, action["line_id"])
+            quantity, unit = _adjustment_line(action)
+            period = f"{action.get('service_start', '')}..{action.get('service_end', '')}".strip(".")
+            by_entity.setdefault(line.legal_entity, []).append(
+                (line, quantity, unit, f"adjustment {period}:")
+            )
+        result: dict[str, Any] = {}
+        links: list[ExternalLink] = []
+        for entity, items in by_entity.items():
+            result[entity], made = await self.place(ctx, entity, items, contract)
+            links.extend(made)
+        return Done({ERP_ADJUSTMENT: result}, tuple(links))
 
 
 async def credit_note(
@@ -885,6 +965,117 @@ class BillingCreditStep(_ChangeStep):
         return Skip(BILLING_CREDIT_NOT_SUPPORTED)
 
 
+# --- renewal steps -------------------------------------------------------------------------------------
+
+
+def _net(line: Line) -> Decimal:
+    return round_money(line.unit_price.currency, line.unit_price.amount * (1 - line.discount / 100)).amount
+
+
+class RenewalTermsStep(_ChangeStep):
+    """The next term of the renewed subscription's lines, and of the order's TERM_UPFRONT lines
+    whose term ended with it (`amendments.renewal_terms`, at `settings.renewal_uplift_percent`),
+    recorded as decisions (rule `renewal_terms`)."""
+
+    async def run(self, ctx: SagaContext) -> Outcome:
+        r = ctx.data["renewal"]
+        async with self.db.transaction() as session:
+            contract = await find_contract(session, r["order"])
+            lines = await current_lines(session, contract, r["order"]) if contract is not None else []
+        if contract is None:
+            raise PermanentStepError(CONTRACT_NOT_FOUND, f"{r['order']} was not made by a quote-to-cash saga")
+        if contract.state in (COMPENSATED, FAILED):
+            raise PermanentStepError(
+                CONTRACT_NOT_ACTIVE, f"{contract.name} (of {r['order']}) is {contract.state}"
+            )
+        if not _provisioned(contract):
+            return Wait(
+                CONTRACT_NOT_PROVISIONED, f"{contract.name} has not placed {r['order']} yet", retry_after=2.0
+            )
+        quote = opb.Quote.FromString(contract.quote)
+        entity = quote.legal_entity or str((contract.data.get("customer") or {}).get("legal_entity", ""))
+        uplift = str(getattr(self.deps.settings, "renewal_uplift_percent", "") or "")
+        previous_end = dt.date.fromisoformat(r["previous_term_end"])
+        renewed: list[Line] = []
+        upfront: list[str] = []
+        decisions: list[dict[str, Any]] = []
+        for line in lines:
+            subscribed = line.line_id in r["items"]
+            ends_with_it = (
+                line.billing_frequency is BillingFrequency.TERM_UPFRONT and line.end_date == previous_end
+            )
+            if line.quantity == 0 or not (subscribed or ends_with_it):
+                continue
+            try:
+                new = renewal_terms(line, int(r["term_months"]) if subscribed else 0, uplift)
+            except DomainError as exc:  # LINE_NOT_RENEWABLE, INVALID_UPLIFT: no retry helps
+                raise PermanentStepError(exc.reason, str(exc)) from None
+            new = new if new.legal_entity else replace(new, legal_entity=entity)
+            renewed.append(new)
+            actions: list[dict[str, Any]] = []
+            if subscribed and _net(new) != _net(line):
+                actions.append(
+                    {"kind": ActionKind.BILLING_ONLY_CHANGE.value, "line_id": line.line_id, "prorate": False}
+                )
+                what = f"the billing subscription continues at {_net(new)} {new.unit_price.currency}"
+            elif subscribed:
+                what = "the billing subscription continues unchanged"
+            else:
+                upfront.append(line.line_id)
+                what = "an ERP order invoices the new term"
+            decisions.append(
+                {
+                    "rule": RENEWAL_RULE,
+                    "explanation": f"next term {new.start_date}..{new.end_date} at +{uplift or '0'} %: {what}",
+                    "inputs": {
+                        "line_id": line.line_id,
+                        "billing_frequency": line.billing_frequency.value,
+                        "uplift_percent": uplift,
+                        "unit_price_before": str(line.unit_price.amount),
+                        "unit_price_after": str(new.unit_price.amount),
+                        "term_start": new.start_date.isoformat(),
+                        "term_end": new.end_date.isoformat() if new.end_date else "",
+                        "previous_term_end": previous_end.isoformat(),
+                    },
+                    "actions": actions,
+                }
+            )
+        change = {
+            "legal_entity": entity,
+            "currency": r["currency"],
+            "lines": [_line_json(order_line_to_proto(line)) for line in renewed],
+        }
+        return Done(
+            {
+                "change": change,
+                "contract": _kept(contract.data),
+                "decisions": decisions,
+                TERMS: {"upfront": upfront},
+            }
+        )
+
+
+class RenewalErpOrderStep(_SaleStep):
+    async def run(self, ctx: SagaContext) -> Outcome:
+        ids = ctx.data.get(TERMS, {}).get("upfront", [])
+        if not ids:
+            return Skip(NO_ACTIONS)
+        contract = self.contract(ctx)
+        by_entity: dict[str, list[tuple[Line, Decimal, Decimal, str]]] = {}
+        for line_id in ids:
+            line = self.after(ctx, line_id)
+            text = f"renewal {line.start_date}..{line.end_date}:"
+            by_entity.setdefault(line.legal_entity, []).append(
+                (line, Decimal(line.quantity), _net(line), text)
+            )
+        result: dict[str, Any] = {}
+        links: list[ExternalLink] = []
+        for entity, items in by_entity.items():
+            result[entity], made = await self.place(ctx, entity, items, contract)
+            links.extend(made)
+        return Done({ERP_ORDER: result}, tuple(links))
+
+
 # --- the plan -----------------------------------------------------------------------------------------
 
 
@@ -906,6 +1097,12 @@ class ContractChanges:
                 BillingStep(BILLING, d, db),
                 ErpAdjustmentStep(ERP_ADJUSTMENT, d, db),
                 CreditMemoStep(CREDIT_MEMO, d, db),
+            ]
+        if system == RENEWAL_SYSTEM:
+            return [
+                RenewalTermsStep(TERMS, d, db),
+                BillingStep(BILLING, d, db),
+                RenewalErpOrderStep(ERP_ORDER, d, db),
             ]
         if system == CREDIT_MEMO_SYSTEM:
             return [ErpCreditNoteStep(ERP_CREDIT_NOTE, d, db), BillingCreditStep(BILLING_CREDIT, d, db)]

@@ -73,6 +73,7 @@ def settings(
         grpc_port=free_port(),  # the sagas' peers reach the services on it
         connector_allow_hosts=["loopback"],
         vendor_rate_limits={"tryton": 500, "stripe": 500},
+        renewal_uplift_percent="5",
         connectors={
             "tryton": {
                 "url": tryton.url,
@@ -227,6 +228,8 @@ async def make_deal(http: aiohttp.ClientSession, raw: stripe.StripeClient) -> De
 
     seat = await product("Platform seat", "PRODUCT_TYPE_SUBSCRIPTION")
     impl = await product("Implementation services", "PRODUCT_TYPE_IMPLEMENTATION")
+    addon = await product("Analytics add-on", "PRODUCT_TYPE_SUBSCRIPTION")
+    support = await product("Premium support", "PRODUCT_TYPE_SERVICE")
     common = {"startDate": day(TODAY)}
     ref = unique("quote-")
     quote = {
@@ -243,6 +246,24 @@ async def make_deal(http: aiohttp.ClientSession, raw: stripe.StripeClient) -> De
                 "unitPrice": money("50.00"),
                 "billingFrequency": "BILLING_FREQUENCY_MONTHLY",
                 "termMonths": 12,
+                **common,
+            },
+            {
+                "lineId": "addon",
+                "product": addon,
+                "quantity": "2",
+                "unitPrice": money("90.00"),
+                "billingFrequency": "BILLING_FREQUENCY_QUARTERLY",
+                "termMonths": 12,
+                **common,
+            },
+            {
+                "lineId": "support",
+                "product": support,
+                "quantity": "1",
+                "unitPrice": money("2400.00"),
+                "billingFrequency": "BILLING_FREQUENCY_TERM_UPFRONT",
+                "termMonths": 24,
                 **common,
             },
             {
@@ -295,15 +316,20 @@ def kinds(saga: Any) -> list[str]:
     return [a["kind"].removeprefix("CONTRACT_ACTION_KIND_") for d in saga["decisions"] for a in d["actions"]]
 
 
-def stripe_item(raw: stripe.StripeClient, deal: Deal) -> tuple[Any, dict[str, Any]]:
-    (sub,) = raw.v1.subscriptions.list({"customer": deal.stripe_customer, "status": "all"}).data
-    return sub, sub.to_dict()["items"]["data"][0]
-
-
-async def subscription(http: aiohttp.ClientSession, deal: Deal) -> Any:
+async def subscription(http: aiohttp.ClientSession, deal: Deal, line_id: str = "seats") -> Any:
+    """The syncmesh subscription billing `line_id` (one per billing frequency)."""
     listed = await rest(http, "GET", "/v1/subscriptions", CRM, filter=f'order = "{deal.order}"')
-    (sub,) = listed["subscriptions"]
+    (sub,) = [s for s in listed["subscriptions"] if s["items"][0]["itemId"] == line_id]
     return sub
+
+
+async def stripe_item(
+    http: aiohttp.ClientSession, raw: stripe.StripeClient, deal: Deal, line_id: str = "seats"
+) -> tuple[Any, dict[str, Any]]:
+    """The Stripe subscription billing `line_id` (the syncmesh one's reference) and its item."""
+    ref = (await subscription(http, deal, line_id))["externalReferences"][0]["externalId"]
+    sub = raw.v1.subscriptions.retrieve(ref)
+    return sub, sub.to_dict()["items"]["data"][0]
 
 
 async def test_contract_changes_end_to_end(
@@ -321,7 +347,7 @@ async def test_contract_changes_end_to_end(
     assert decision["inputs"]["period_status"] == "PAID" and decision["inputs"]["quantity_after"] == "15"
     assert kinds(saga) == ["BILLING_ONLY_CHANGE", "ERP_ADJUSTMENT_ORDER"]
     assert amount_of(decision["actions"][1]["amount"]) == 250.0  # 5 more seats x 50, the whole month
-    _, item = stripe_item(raw, deal)
+    _, item = await stripe_item(http, raw, deal)
     assert item["quantity"] == 15
     sub = await subscription(http, deal)
     assert [(i["itemId"], i["quantity"]) for i in sub["items"]] == [("seats", "15")]
@@ -329,7 +355,7 @@ async def test_contract_changes_end_to_end(
     sales = await erp.search_read("sale.sale", [["reference", "=", upsell_key]], ["state", "total_amount"])
     assert len(sales) == 1 and sales[0]["total_amount"] == 250 and sales[0]["state"] == "processing"
     invoices = await rest(http, "GET", "/v1/invoices", CRM, filter=f'order = "{deal.order}"')
-    assert sorted(amount_of(i["totalAmount"]) for i in invoices["invoices"]) == [250.0, 1000.0]
+    assert sorted(amount_of(i["totalAmount"]) for i in invoices["invoices"]) == [250.0, 3400.0]
 
     # `syncmesh sagas show` prints the decision (the rule, its actions, its inputs).
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}") as channel:
@@ -367,8 +393,8 @@ async def test_contract_changes_end_to_end(
     )
     assert len(notes) == 1 and notes[0]["total_amount"] == -400 and notes[0]["state"] == "posted"
     invoices = await rest(http, "GET", "/v1/invoices", CRM, filter=f'order = "{deal.order}"')
-    original = next(i for i in invoices["invoices"] if amount_of(i["totalAmount"]) == 1000.0)
-    assert amount_of(original["creditedAmount"]) == 400.0 and amount_of(original["openAmount"]) == 600.0
+    original = next(i for i in invoices["invoices"] if amount_of(i["totalAmount"]) == 3400.0)
+    assert amount_of(original["creditedAmount"]) == 400.0 and amount_of(original["openAmount"]) == 3000.0
 
     # A price change from the next month: that period is not invoiced, Stripe prorates it.
     next_month = add_months(TODAY, 1)
@@ -377,7 +403,7 @@ async def test_contract_changes_end_to_end(
     (decision,) = saga["decisions"]
     assert decision["rule"] == "subscription_period_not_invoiced"
     assert kinds(saga) == ["BILLING_ONLY_CHANGE"] and decision["actions"][0]["prorate"] is True
-    _, item = stripe_item(raw, deal)
+    _, item = await stripe_item(http, raw, deal)
     assert item["plan"]["amount"] == 4500 and item["quantity"] == 15
     sub = await subscription(http, deal)
     assert amount_of(sub["items"][0]["unitPrice"]) == 45.0
@@ -388,29 +414,65 @@ async def test_contract_changes_end_to_end(
     assert saga["decisions"][0]["rule"] == "term_extension" and kinds(saga) == ["EXTEND_TERM"]
     assert (await subscription(http, deal))["termMonths"] == 24
 
-    # Cancellation of the licence from next month: nothing invoiced to credit; Stripe cancels
-    # at the end of this period, syncmesh's subscription ends the day before.
-    saga = await amend(http, deal, "CANCELLATION", next_month, lineId="seats", quantity="0")
-    assert saga["state"] == "SAGA_STATE_COMPLETED", (saga["reason"], saga["message"])
-    assert saga["decisions"][0]["rule"] == "cancellation_nothing_to_credit"
-    assert kinds(saga) == ["CANCEL_SUBSCRIPTION"]
-    sub_stripe, _ = stripe_item(raw, deal)
-    assert sub_stripe.cancel_at_period_end is True
-    sub = await subscription(http, deal)
-    assert sub["cancelEffectiveDate"] == day(next_month - dt.timedelta(days=1))
-
     # Every saga's steps and documents are visible; the amendment sagas are one per revision.
     listed = await rest(http, "GET", "/v1/sagas", OPS, filter=f'customer = "{deal.customer}"')
     assert [s["quote"] for s in listed["sagas"][1:]] == [
-        f"syncmesh-amendment:{order_id}.r{r}" for r in range(2, 7)
+        f"syncmesh-amendment:{order_id}.r{r}" for r in range(2, 6)
     ]
+
+
+async def test_a_renewal_continues_billing_at_the_uplifted_price_and_orders_the_upfront_term(
+    http: aiohttp.ClientSession, deal: Deal, raw: stripe.StripeClient, erp: TrytonConnector
+) -> None:
+    """RenewSubscription (REST) -> ContractRenewed -> the renewal saga: the licence (45.00 since
+    the price change, 24 months since the extension) continues at +5 % in Stripe and syncmesh;
+    the 24-month upfront support ending with it gets an ERP order for its next term."""
+    sub = await subscription(http, deal)
+    renewed = await rest(http, "POST", f"/v1/{sub['name']}:renew", BILLING, {"requestId": request_id()})
+    assert renewed["renewalCount"] == 1
+    sub_id = sub["name"].rsplit("/", 1)[-1]
+    quote = f"syncmesh-renewal:{sub_id}.t1"
+    saga = await saga_of(http, deal.customer, quote, ("COMPLETED", "WAITING", "COMPENSATED", "FAILED"))
+    assert saga["state"] == "SAGA_STATE_COMPLETED", (saga["reason"], saga["message"])
+    assert saga["kind"] == "SAGA_KIND_RENEWAL"
+    decisions = {d["inputs"]["line_id"]: d for d in saga["decisions"]}
+    assert set(decisions) == {"seats", "support"}
+    assert {d["rule"] for d in decisions.values()} == {"renewal_terms"}
+    assert decisions["seats"]["inputs"]["unit_price_after"] == "47.25"
+    assert [a["kind"] for a in decisions["seats"]["actions"]] == ["CONTRACT_ACTION_KIND_BILLING_ONLY_CHANGE"]
+    assert decisions["support"]["inputs"]["term_start"] == add_months(TODAY, 24).isoformat()
+    _, item = await stripe_item(http, raw, deal)
+    assert item["plan"]["amount"] == 4725 and item["quantity"] == 15
+    sub = await subscription(http, deal)
+    assert amount_of(sub["items"][0]["unitPrice"]) == 47.25
+    key = f"syncmesh-renewal.{sub_id}.t1:erp-order:ACME-US"
+    sales = await erp.search_read("sale.sale", [["reference", "=", key]], ["state", "total_amount"])
+    assert len(sales) == 1 and sales[0]["total_amount"] == 2520  # 2400 + 5 %
+    invoices = await rest(http, "GET", "/v1/invoices", CRM, filter=f'order = "{deal.order}"')
+    assert 2520.0 in [amount_of(i["totalAmount"]) for i in invoices["invoices"]]
+
+
+async def test_a_cancellation_ends_the_billing_subscription(
+    http: aiohttp.ClientSession, deal: Deal, raw: stripe.StripeClient
+) -> None:
+    next_quarter = add_months(TODAY, 3)
+    # Cancellation of the quarterly add-on from the next quarter: nothing invoiced to credit;
+    # Stripe cancels at the end of this period, syncmesh's subscription ends the day before.
+    saga = await amend(http, deal, "CANCELLATION", next_quarter, lineId="addon", quantity="0")
+    assert saga["state"] == "SAGA_STATE_COMPLETED", (saga["reason"], saga["message"])
+    assert saga["decisions"][0]["rule"] == "cancellation_nothing_to_credit"
+    assert kinds(saga) == ["CANCEL_SUBSCRIPTION"]
+    sub_stripe, _ = await stripe_item(http, raw, deal, "addon")
+    assert sub_stripe.cancel_at_period_end is True
+    sub = await subscription(http, deal, "addon")
+    assert sub["cancelEffectiveDate"] == day(next_quarter - dt.timedelta(days=1))
 
 
 async def test_a_credit_memo_issued_in_syncmesh_reaches_the_erp(
     http: aiohttp.ClientSession, deal: Deal, erp: TrytonConnector
 ) -> None:
     invoices = await rest(http, "GET", "/v1/invoices", CRM, filter=f'order = "{deal.order}"')
-    invoice = next(i for i in invoices["invoices"] if amount_of(i["totalAmount"]) == 1000.0)
+    invoice = next(i for i in invoices["invoices"] if amount_of(i["totalAmount"]) == 3400.0)
     before = amount_of(invoice["openAmount"])
     memo = await rest(
         http,
