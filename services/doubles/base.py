@@ -18,6 +18,13 @@ class LoopbackServer:
         self.app = web.Application(client_max_size=4 * 1024 * 1024)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.requests = 0  # vendor calls served (each JSON-RPC call, each Stripe request)
+        self.refused: list[str] = []  # the calls refused as not implemented
+        # The double's own route (no vendor has it): its counters, for benchmarks.
+        self.app.router.add_get("/_double/stats", self._stats)
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"requests": self.requests, "refused": self.refused})
 
     @property
     def url(self) -> str:

@@ -105,8 +105,6 @@ class StripeDouble(LoopbackServer):
         self.plans: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
-        self.requests = 0
-        self.refused: list[str] = []  # "METHOD /path" of every refused call
         self._idempotent: dict[str, tuple[str, int, bytes]] = {}
         self._ids = itertools.count(1)
         routes: list[tuple[str, str, Handler]] = [

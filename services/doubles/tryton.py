@@ -197,8 +197,6 @@ class TrytonDouble(LoopbackServer):
         self._sessions: dict[str, int] = {}
         self._wizards: dict[int, dict[str, Any]] = {}
         self._wizard_ids = itertools.count(1)
-        self.calls = 0
-        self.refused: list[str] = []
         now = dt.datetime.now()
         for model, rows in SEED.items():
             for row in rows:
@@ -382,7 +380,7 @@ class TrytonDouble(LoopbackServer):
     # --- JSON-RPC -------------------------------------------------------------------------
 
     async def _serve(self, request: web.Request) -> web.Response:
-        self.calls += 1
+        self.requests += 1
         if request.match_info["database"] != DATABASE:
             return web.Response(status=404, text=f"no database {request.match_info['database']}")
         payload = loads(await request.text())
