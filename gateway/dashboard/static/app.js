@@ -439,7 +439,7 @@
       button.disabled = false;
       return;
     }
-    await refresh(); // what waited behind it may have moved on
+    await refresh(true); // what waited behind it may have moved on
   }
 
   function drawParked(parked, now) {
@@ -714,8 +714,10 @@
     document.body.dataset.loaded = String(now);
   }
 
-  async function refresh() {
-    if (loading) return loading;
+  // Reload the board; `fresh`: also when a load is under way (its answers may predate a change
+  // just made), one more load after it.
+  async function refresh(fresh) {
+    if (loading) return fresh ? loading.then(() => refresh(false)) : loading;
     loading = (async () => {
       $("board-error").textContent = "";
       try {
@@ -740,8 +742,8 @@
     $("board").hidden = false;
     $("session").hidden = false;
     clearInterval(timer);
-    timer = setInterval(refresh, REFRESH_MS);
-    return refresh();
+    timer = setInterval(() => refresh(false), REFRESH_MS);
+    return refresh(true);
   }
 
   function signOut(message) {
@@ -763,7 +765,7 @@
       showBoard();
     });
     $("logout").addEventListener("click", () => signOut(""));
-    $("refresh").addEventListener("click", () => refresh());
+    $("refresh").addEventListener("click", () => refresh(true));
     $("lineage-form").addEventListener("submit", (event) => {
       event.preventDefault();
       showLineage($("lineage-name").value.trim());
