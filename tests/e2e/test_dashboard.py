@@ -108,7 +108,8 @@ async def running(module_tmp: Path, hs: HubSpotDouble, localstripe: LocalStripe)
         "postgres",
         module_tmp,
         # A fixed port, named as every service's peer address: the saga plan makes its channels
-        # when the service is registered, before the server binds its port.
+        # when the service is registered, which at HEAD is before the server binds its port
+        # (services/platform/server.py binds first in the working tree; then this can go).
         grpc_port=port,
         peers={name: f"127.0.0.1:{port}" for name in (*DOMAIN_SERVICES, "orchestration")},
         http_port=0,
