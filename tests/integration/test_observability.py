@@ -416,6 +416,7 @@ async def test_a_deal_moves_saga_and_vendor_metrics_and_has_its_lineage(
     subscription = next(o for o in lineage.objects if o.startswith("subscriptions/"))
     types = [(e.subject, e.type.rsplit(".", 3)[2]) for e in lineage.events]
     assert (order, "booked") in types, types
+    assert any(WAKE in e.applied_by for e in lineage.events if e.subject == customer)
     assert all(e.published and e.trace_id for e in lineage.events if e.subject == order)
     stub = lpb_grpc.LineageServiceStub(channel)
     auth = (("authorization", f"Bearer {CRM_TOKEN}"),)
