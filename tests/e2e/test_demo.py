@@ -8,12 +8,17 @@ the doubles, in the state it says.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import re
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -147,3 +152,42 @@ def test_every_document_is_in_the_doubles_as_the_demo_says(demo_run: str, double
         assert doubles.stripe.invoices[sub["latest_invoice"]]["status"] == "paid"
         assert f"Stripe subscription {sub['id']} (active" in demo_run
     assert doubles.stripe.refused == [] and doubles.tryton.refused == []
+
+
+def _http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        text = exc.read()
+        return exc.code, json.loads(text) if exc.headers.get_content_type() == "application/json" else text
+
+
+def test_the_doubles_honour_idempotency_keys_and_refuse_what_they_do_not_know(doubles: Doubles) -> None:
+    stripe_auth = {"Authorization": "Bearer sk_test_x", "Idempotency-Key": unique("key-")}
+    first = _http(f"{doubles.stripe.url}/v1/customers", b"name=A&metadata[k]=v", stripe_auth)
+    again = _http(f"{doubles.stripe.url}/v1/customers", b"name=A&metadata[k]=v", stripe_auth)
+    other = _http(f"{doubles.stripe.url}/v1/customers", b"name=B", stripe_auth)
+    assert first[0] == again[0] == 200 and first[1]["id"] == again[1]["id"]
+    assert first[1]["metadata"] == {"k": "v"}
+    assert other[0] == 400 and other[1]["error"]["type"] == "idempotency_error"
+    status, answer = _http(f"{doubles.stripe.url}/v1/coupons", b"percent_off=10", stripe_auth)
+    assert status == 400 and answer["error"]["code"] == "double_unsupported"
+    assert "POST /v1/coupons" in doubles.stripe.refused
+
+    rpc = f"{doubles.tryton.url}/syncmesh/rpc/"
+    _, login = _http(
+        rpc,
+        json.dumps(
+            {"id": 1, "method": "common.db.login", "params": ["admin", {"password": "admin"}]}
+        ).encode(),
+    )
+    uid, token = login["result"]
+    session = {"Authorization": "Session " + base64.b64encode(f"admin:{uid}:{token}".encode()).decode()}
+    call = {"id": 2, "method": "model.stock.move.search", "params": [[], 0, None, None, {}]}
+    _, refused = _http(rpc, json.dumps(call).encode(), session)
+    assert "stock.move.search is not implemented" in refused["error"][0]
+    assert "model.stock.move.search" in doubles.tryton.refused
+    status, _ = _http(rpc, json.dumps({**call, "method": "model.party.party.search"}).encode())
+    assert status == 401  # no session
