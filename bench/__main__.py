@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from bench import floor, grpc_write, pipeline, quota, reconcile, webhook
+from bench import floor, grpc_write, observability, pipeline, quota, reconcile, webhook
 
 HERE = Path(__file__).parent
 TARGETS = {
@@ -47,7 +47,7 @@ def postgres_url() -> str | None:
         return None
 
 
-GROUPS = ("grpc_write", "pipeline", "floor", "webhook", "quota", "reconcile")
+GROUPS = ("grpc_write", "pipeline", "floor", "webhook", "quota", "reconcile", "observability")
 
 
 def main() -> None:
@@ -100,6 +100,8 @@ def main() -> None:
             _quota(new, backend, url, suffix, 4.0 if args.quick else 10.0)
         if "reconcile" in only:
             _reconcile(new, backend, url, suffix, 100_000 if args.quick else 1_000_000)
+    if "observability" in only:
+        _observability(new)
     for entry in new.values():
         entry["command"] = command
         entry["date"] = date
@@ -290,6 +292,23 @@ def _reconcile(out: dict[str, Any], backend: str, url: str | None, suffix: str, 
             f"  reconcile_{name}{variant}_s = {measured['seconds']} (cpu {measured['cpu_seconds']} s),"
             f" rss {measured['rss_mb']} MB, {measured['differences']} differences"
         )
+
+
+def _observability(out: dict[str, Any]) -> None:
+    """bench/observability.py: CPU microseconds observability adds per request and vendor call."""
+    with tempfile.TemporaryDirectory(prefix="syncmesh-bench-") as tmp:
+        print("observability: middleware and vendor call overhead, 5 rounds...", flush=True)
+        measured = asyncio.run(observability.measure(Path(tmp)))
+    for name in ("http", "http_traced", "vendor_call"):
+        out[f"observability_{name}_us"] = {
+            "value": measured[name]["us"],
+            "target": "(none: a measurement)",
+            "detail": measured[name],
+        }
+    print(
+        f"  observability_http_us = {measured['http']['us']}, _http_traced_us ="
+        f" {measured['http_traced']['us']}, _vendor_call_us = {measured['vendor_call']['us']}"
+    )
 
 
 def write_summary(results: dict[str, Any]) -> None:
