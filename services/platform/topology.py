@@ -10,15 +10,18 @@ One supervisor process starts, watches and stops:
   free ports when `grpc_port` is 0), without consumers and relays: request serving only;
 - `syncmesh relay`: the outbox relays of every service;
 - `workers` times `syncmesh worker`: the worker role (event consumers, the saga runner,
-  the connectors), sharing the work by leases and durable JetStream pull consumers;
+  the connectors) of the services that have such work (`worker_services`), sharing it by
+  leases and durable JetStream pull consumers;
 - `syncmesh gateway` (REST, webhook intake with its relay and dispatcher) on `http_port`.
 
 Every child gets the supervisor's settings (its config file, its environment) plus where the
 others are (`nats_url`, `peers`), so the data and behaviour are the single process's. A child
 that exits is restarted after a backoff (0.5 s doubling to 30 s; reset once it ran for 30 s);
-SIGINT/SIGTERM stop the children newest role first (gateway, workers, relay, services), NATS
-last. Each child's output lines are prefixed with its name. `<data_dir>/topology.json` says
-which process is which (name, pid, ports) and is rewritten on every (re)start.
+so is a NATS server it started (a cluster node with its store and ports). SIGINT/SIGTERM stop
+the children newest role first (gateway, workers, relay, services), NATS last. Each child's
+output lines are prefixed with its name. `<data_dir>/topology.json` says which process is
+which (name, role, pid, restarts, ports, its command and settings) and is rewritten on every
+(re)start.
 """
 
 from __future__ import annotations
@@ -375,6 +378,7 @@ class Supervisor:
                 self.cluster = NatsCluster(settings.data_dir, self.nats_nodes)
                 self.nats_url = await self.cluster.start()
                 replicas = min(3, self.nats_nodes)
+                self._tasks.append(asyncio.create_task(self._keep_cluster(), name="nats-cluster"))
             else:
                 self.nats = EmbeddedNats(settings.data_dir / "nats")
                 self.nats_url = await self.nats.start()
@@ -449,6 +453,23 @@ class Supervisor:
                 await nats.start()
             except NatsStartError:
                 log.exception("nats-server did not start again")
+
+    async def _keep_cluster(self) -> None:
+        cluster = self.cluster
+        assert cluster is not None
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 1.0)
+                return
+            for index, node in enumerate(cluster.nodes):
+                if node.proc is not None and node.proc.returncode is not None:
+                    log.warning(
+                        "nats-server %s exited with %s; restarting it", node.name, node.proc.returncode
+                    )
+                    try:
+                        await cluster.restart(index)
+                    except NatsStartError:
+                        log.exception("nats-server %s did not start again; retrying", node.name)
 
     def state(self) -> dict[str, object]:
         return {
