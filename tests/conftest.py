@@ -135,3 +135,36 @@ def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         pytest.skip(why)
     with running_server(tmp_path_factory.mktemp("tryton")) as server:
         yield server
+
+
+def tryton_connector_settings(tryton: Any, **extra: Any) -> dict[str, Any]:
+    """`connectors.tryton` settings for the session's trytond (`tryton` fixture): its template's
+    company, payment term, payment method and account category, under a fresh account."""
+    m = tryton.manifest
+    return {
+        "url": tryton.url,
+        "database": tryton.database,
+        "user": tryton.user,
+        "password": tryton.password,
+        "company": m["company"],
+        "account": unique("tryton-"),
+        "payment_term": m["payment_term_name"],
+        "payment_method": m["payment_method_name"],
+        "account_category": m["account_category_name"],
+        **extra,
+    }
+
+
+def tryton_side(tryton: Any, account: str = "test-side") -> Any:
+    """A Tryton connector of the test's own (the ERP's users: paying invoices, reading sales)."""
+    from services.connectors.erp.tryton import TrytonClient, TrytonConnector
+
+    m = tryton.manifest
+    return TrytonConnector(
+        TrytonClient(tryton.url, tryton.database, tryton.user, tryton.password),
+        account=account,
+        company=m["company"],
+        default_payment_term=m["payment_term_name"],
+        payment_method=m["payment_method_name"],
+        account_category=m["account_category_name"],
+    )

@@ -77,6 +77,36 @@ ERP_SYSTEM = "tryton"
 _NAMESPACE = uuid.UUID("7a0c2f4e-3b1d-4f7e-9a51-6c2d8e0b9f13")
 
 
+def crm_writers(settings: Settings, db: Database) -> dict[str, MilestoneWriter]:
+    """The configured CRM connectors by system ("hubspot", "salesforce"), each vendor call under
+    the account's shared budget and breaker (in the connectors database `db`) and the outbound
+    policy. Used by the write-back consumers and by the sagas' CRM milestone steps."""
+    crm = settings.connectors
+    policy = OutboundPolicy.from_settings(settings)
+    built: dict[str, MilestoneWriter] = {}
+    if crm.hubspot is not None:
+        budget, breaker = vendor_guard(db, settings, "hubspot", crm.hubspot.account)
+        built["hubspot"] = HubSpotConnector(
+            access_token=crm.hubspot.access_token.get_secret_value(),
+            host=crm.hubspot.host,
+            account=crm.hubspot.account,
+            guard=partial(guarded, budget=budget, breaker=breaker, priority=Priority.LIVE),
+            check_url=policy.check_url,
+        )
+    if crm.salesforce is not None:
+        budget, breaker = vendor_guard(db, settings, "salesforce", crm.salesforce.account)
+        policy.check_url(crm.salesforce.instance_url)
+        built["salesforce"] = SalesforceConnector(
+            instance_url=crm.salesforce.instance_url,
+            session_id=crm.salesforce.session_id.get_secret_value(),
+            client_id=settings.salesforce_client_id,
+            session=policy.session(),
+            account=crm.salesforce.account,
+            guard=partial(guarded, budget=budget, breaker=breaker, priority=Priority.LIVE),
+        )
+    return built
+
+
 def crm_consumer_specs(settings: Settings) -> list[ConsumerSpec]:
     """The CRM write-back consumers for the configured CRM systems (none when none is)."""
     crm = settings.connectors
@@ -89,30 +119,7 @@ def crm_consumer_specs(settings: Settings) -> list[ConsumerSpec]:
         opened[id(ctx)] = await open_connectors_db(ctx.settings)
 
     def writers(ctx: ServiceContext) -> Mapping[str, MilestoneWriter]:
-        db = opened[id(ctx)]
-        policy = OutboundPolicy.from_settings(settings)
-        built: dict[str, MilestoneWriter] = {}
-        if crm.hubspot is not None:
-            budget, breaker = vendor_guard(db, settings, "hubspot", crm.hubspot.account)
-            built["hubspot"] = HubSpotConnector(
-                access_token=crm.hubspot.access_token.get_secret_value(),
-                host=crm.hubspot.host,
-                account=crm.hubspot.account,
-                guard=partial(guarded, budget=budget, breaker=breaker, priority=Priority.LIVE),
-                check_url=policy.check_url,
-            )
-        if crm.salesforce is not None:
-            budget, breaker = vendor_guard(db, settings, "salesforce", crm.salesforce.account)
-            policy.check_url(crm.salesforce.instance_url)
-            built["salesforce"] = SalesforceConnector(
-                instance_url=crm.salesforce.instance_url,
-                session_id=crm.salesforce.session_id.get_secret_value(),
-                client_id=settings.salesforce_client_id,
-                session=policy.session(),
-                account=crm.salesforce.account,
-                guard=partial(guarded, budget=budget, breaker=breaker, priority=Priority.LIVE),
-            )
-        return built
+        return crm_writers(settings, opened[id(ctx)])
 
     specs = writeback.consumer_specs(writers, service="orders")
     return [

@@ -210,7 +210,7 @@ def engine_for(db: Database, settings: Settings, peers: Peers) -> SagaEngine:
             contract_changes.plan_for(plan_for(settings, peers), settings, peers, db),
             backoff_base=settings.consumer_backoff_base_seconds,
             backoff_max=settings.consumer_backoff_max_seconds,
-            lease_seconds=max(30.0, settings.consumer_ack_wait_seconds),
+            lease_seconds=settings.saga_lease_seconds,
         )
         _ENGINES[id(db)] = engine
     return engine

@@ -19,6 +19,11 @@ persisted state machine per quote, in the orchestration's database (store.py).
   then the saga is COMPENSATED with the failed step's reason.
 - `wake(key)` makes the sagas waiting on `key` due now (the wake consumer calls it for
   events about customers, mappings, invoices, payments and orders).
+- While a step (or a compensation) runs, a heartbeat renews the saga's lease every
+  `heartbeat_seconds` (a third of the lease by default), so a slow vendor call never lets the
+  lease run out and another worker take the saga mid-step. A heartbeat that finds the lease
+  taken (this worker was presumed dead, e.g. after a long pause) cancels the step and the run
+  stops (LeaseLost); a heartbeat that cannot reach the database tries again at the next beat.
 
 A worker killed between two steps leaves the saga due with its lease: the next worker
 resumes at the first step not recorded as done. Killed inside a step, the step runs again
@@ -35,10 +40,10 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -89,6 +94,7 @@ STEP_RETRIES_EXHAUSTED = "STEP_RETRIES_EXHAUSTED"  # still failing after max_att
 SAGA_REASONS = (STEP_ERROR, STEP_RETRIES_EXHAUSTED)
 
 Plan = Callable[[orders_pb2.Quote], Sequence[Step]]
+T = TypeVar("T")
 
 
 class LeaseLost(Exception):
@@ -146,9 +152,12 @@ class SagaEngine:
         lease_seconds: float = 30.0,
         max_attempts: int = 20,
         owner: str | None = None,
+        heartbeat_seconds: float | None = None,
     ) -> None:
         if lease_seconds <= 0 or backoff_base <= 0 or max_attempts < 1:
             raise ValueError("lease_seconds and backoff_base must be > 0, max_attempts >= 1")
+        if heartbeat_seconds is not None and not 0 < heartbeat_seconds < lease_seconds:
+            raise ValueError("heartbeat_seconds must be > 0 and shorter than lease_seconds")
         self.db = db
         self.plan = plan
         self.backoff_base = backoff_base
@@ -156,6 +165,7 @@ class SagaEngine:
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.owner = owner or uuid.uuid4().hex
+        self.heartbeat_seconds = heartbeat_seconds or lease_seconds / 3
         self.due = asyncio.Event()  # set when this process made a saga due (a runner waits on it)
 
     # --- starting and waking --------------------------------------------------------------
@@ -253,6 +263,52 @@ class _SagaRun:
         self.ctx = ctx
         self.steps: dict[str, StepRecord] = {s.name: s for s in saga.steps}
         self.waiting = saga.state == WAITING or bool(saga.wake_keys)
+        self.lost = False  # a heartbeat found the lease taken by another worker
+
+    async def renew(self) -> bool:
+        """Extend the lease (only while this worker holds it). False: another worker has it."""
+        engine = self.engine
+        async with engine.db.transaction() as session:
+            now = await db_now(session)
+            held = (
+                await session.execute(
+                    update(sagas)
+                    .where(sagas.c.id == self.saga.id, sagas.c.lease_owner == engine.owner)
+                    .values(lease_until=now + engine.lease_seconds)
+                    .returning(sagas.c.id)
+                )
+            ).first()
+        return held is not None
+
+    async def _beat(self, work: asyncio.Future[Any]) -> None:
+        while not work.done():
+            await asyncio.sleep(self.engine.heartbeat_seconds)
+            try:
+                held = await self.renew()
+            except Exception:  # the database away for a moment: the next beat tries again
+                log.warning("saga %s: lease heartbeat failed; retrying", self.saga.name, exc_info=True)
+                continue
+            if not held:
+                self.lost = True
+                work.cancel()
+                return
+
+    async def hold(self, work: Awaitable[T]) -> T:
+        """Await `work` (a step's run or compensate) while a heartbeat renews the lease;
+        LeaseLost when the lease was taken meanwhile (the work is cancelled)."""
+        task = asyncio.ensure_future(work)
+        beat = asyncio.create_task(self._beat(task), name=f"lease-heartbeat-{self.saga.id}")
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self.lost and (current is None or not current.cancelling()):
+                raise LeaseLost(self.saga.name) from None
+            raise
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
 
     async def save(
         self,
@@ -343,7 +399,9 @@ class _SagaRun:
             record = self.steps[step.name]
             attempts = record.attempts + 1
             try:
-                outcome: Outcome = await step.run(self.ctx)
+                outcome: Outcome = await self.hold(step.run(self.ctx))
+            except LeaseLost:
+                raise
             except Exception as exc:
                 failure = _classify(exc)
                 if failure.transient and attempts >= self.engine.max_attempts:
@@ -465,7 +523,9 @@ class _SagaRun:
         done = [s for s in reversed(plan) if self.steps[s.name].state == DONE]
         for step in done:
             try:
-                await step.compensate(self.ctx)
+                await self.hold(step.compensate(self.ctx))
+            except LeaseLost:
+                raise
             except Exception as exc:
                 failure = _classify(exc)
                 attempts = self.saga.attempts + 1

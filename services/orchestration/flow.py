@@ -32,11 +32,24 @@ saga's steps, in order:
   `<saga>:erp-order:<entity>`: it names the legal entity. Compensation: a credit note for a
   posted invoice, else the draft invoice cancelled.
 - `invoice:<entity>`: the Tryton invoice posted, then the syncmesh invoice (CreateInvoice +
-  PostInvoice as `erp`) with the Tryton reference. Compensation: a Tryton credit note (the
+  PostInvoice as `erp`) with the Tryton reference and the ERP's invoice and due dates. Compensation: a Tryton credit note (the
   same one the order's compensation would make: one step key) and a syncmesh credit memo.
 - `payment`: Done when every syncmesh invoice of the saga is PAID; else Wait
   `AWAITING_PAYMENT`, woken by the invoices ("invoices/…"). Subscriptions are collected by
   the billing system itself.
+- `crm:booked` (after the billing subscriptions and ERP orders), `crm:invoiced` (after the
+  invoices), `crm:paid` (after the payment): the milestone on the quote's CRM record — its
+  opportunity (Salesforce opportunity, HubSpot deal), else its HubSpot reference — through the
+  CRM connector of that system (services/connectors/crm/), keyed by the step. Skipped, with
+  the reason, when the quote names no CRM record or no connector is configured for its system
+  (`CRM_NOT_CONFIGURED: …`); invoiced and paid are skipped when the ERP made no invoice.
+  Compensation of `crm:booked`: the record's status set to "reverted" (Stage.REVERTED, which
+  ranks above paid so that no late milestone overwrites it).
+  One writer per record: the saga owns the milestones of the orders it submits. `order`
+  submits the quote without its opportunity (the saga keeps it), so the event-driven
+  write-back (services/connectors/crm/writeback.py), which finds a record only through the
+  quote's opportunity or the order's own CRM reference, writes nothing for saga-made orders
+  and keeps writing those of orders submitted directly (SubmitOrder by a CRM integration).
 
 Every write is idempotent by the step's key: syncmesh calls by request ids derived from
 (saga, step), vendor writes by StepKeys (`<saga>:<step>[:<part>]`) the connectors stamp on
@@ -58,6 +71,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import cached_property
 from typing import Any, Protocol
 
 import grpc
@@ -84,6 +98,15 @@ from services.connectors.billing.stripe import (
     SubscriptionLine,
 )
 from services.connectors.budget import CircuitBreaker, RateBudget, vendor_guard
+from services.connectors.crm.milestone import (
+    CrmRecord,
+    Milestone,
+    MilestoneField,
+    MilestoneWriter,
+    Stage,
+    Value,
+)
+from services.connectors.crm.writeback import CRM_NOT_CONFIGURED, CRM_SYSTEMS
 from services.connectors.erp.tryton import (
     ErpAddress,
     ErpCustomer,
@@ -96,6 +119,7 @@ from services.connectors.erp.tryton import (
     recorded_steps,
 )
 from services.connectors.http import OutboundPolicy
+from services.connectors.runtime import crm_writers
 from services.connectors.store import open_connectors_db
 from services.orchestration import plan as planning
 from services.orchestration.plan import CUSTOMER_ENTITY, BillingGroup, ErpGroup, PlanLine, SagaPlan
@@ -221,6 +245,7 @@ class Vendors:
         self._db: Database | None = None
         self._tryton: TrytonConnector | None = None
         self._stripe: StripeConnector | None = None
+        self._crm: dict[str, MilestoneWriter] | None = None
 
     async def _database(self) -> Database:
         if self._db is None:
@@ -275,11 +300,22 @@ class Vendors:
                 )
             return self._stripe
 
+    async def crm(self, system: str) -> MilestoneWriter | None:
+        """The CRM connector of `system` ("hubspot", "salesforce"), or None when the deployment
+        configures none for it."""
+        async with self._lock:
+            if self._crm is None:
+                self._crm = crm_writers(self.settings, await self._database())
+            return self._crm.get(system)
+
     async def close(self) -> None:
         if self._tryton is not None:
             await self._tryton.close()
         if self._stripe is not None:
             await self._stripe.close()
+        for writer in (self._crm or {}).values():
+            await writer.close()
+        self._crm = None
         if self._db is not None:
             await self._db.dispose()
         self._tryton = self._stripe = None
@@ -288,13 +324,13 @@ class Vendors:
 
 @dataclass
 class Deps:
+    """What the steps use. The services' stubs are made on first use: the plan is built when
+    the orchestration registers on the gRPC server, before the server has its port, and
+    `peers` names this process's own server by that port."""
+
     settings: Settings
     vendors: Vendors
-    customers: cpb_grpc.CustomerServiceStub
-    catalog: catpb_grpc.CatalogServiceStub
-    orders: opb_grpc.OrderServiceStub
-    subscriptions: spb_grpc.SubscriptionServiceStub
-    invoices: ipb_grpc.InvoiceServiceStub
+    peers: Channels
     crm: tuple[tuple[str, str], ...]
     billing: tuple[tuple[str, str], ...]
     erp: tuple[tuple[str, str], ...]
@@ -303,16 +339,32 @@ class Deps:
     def timeout(self) -> float:
         return self.settings.max_deadline_seconds
 
+    @cached_property
+    def customers(self) -> cpb_grpc.CustomerServiceStub:
+        return cpb_grpc.CustomerServiceStub(self.peers.channel("customers"))
+
+    @cached_property
+    def catalog(self) -> catpb_grpc.CatalogServiceStub:
+        return catpb_grpc.CatalogServiceStub(self.peers.channel("catalog"))
+
+    @cached_property
+    def orders(self) -> opb_grpc.OrderServiceStub:
+        return opb_grpc.OrderServiceStub(self.peers.channel("orders"))
+
+    @cached_property
+    def subscriptions(self) -> spb_grpc.SubscriptionServiceStub:
+        return spb_grpc.SubscriptionServiceStub(self.peers.channel("subscriptions"))
+
+    @cached_property
+    def invoices(self) -> ipb_grpc.InvoiceServiceStub:
+        return ipb_grpc.InvoiceServiceStub(self.peers.channel("invoices"))
+
     @classmethod
     def build(cls, settings: Settings, peers: Channels, vendors: Vendors | None = None) -> Deps:
         return cls(
             settings=settings,
             vendors=vendors or Vendors(settings),
-            customers=cpb_grpc.CustomerServiceStub(peers.channel("customers")),
-            catalog=catpb_grpc.CatalogServiceStub(peers.channel("catalog")),
-            orders=opb_grpc.OrderServiceStub(peers.channel("orders")),
-            subscriptions=spb_grpc.SubscriptionServiceStub(peers.channel("subscriptions")),
-            invoices=ipb_grpc.InvoiceServiceStub(peers.channel("invoices")),
+            peers=peers,
             crm=_metadata(settings, "crm"),
             billing=_metadata(settings, "billing"),
             erp=_metadata(settings, "erp"),
@@ -461,6 +513,11 @@ class OrderStep(_Step):
         quote.CopyFrom(ctx.quote)
         for output_only in ("name", "order", "create_time"):
             quote.ClearField(output_only)
+        # The saga writes the CRM milestones of the orders it submits (the crm:* steps): the
+        # order's quote goes without its CRM record, so the event-driven write-back
+        # (services/connectors/crm/writeback.py), which finds a record through the quote's
+        # opportunity, has none to write for it. The saga keeps the whole quote.
+        quote.ClearField("opportunity")
         try:
             order = await d.orders.SubmitOrder(
                 opb.SubmitOrderRequest(quote=quote, request_id=request_id(ctx, self.name)),
@@ -736,6 +793,22 @@ async def credit_or_cancel(erp: TrytonConnector, invoice_id: int, key: StepKey) 
     return None
 
 
+async def erp_invoice_dates(erp: TrytonConnector, invoice_id: int) -> tuple[dt.date | None, dt.date | None]:
+    """A posted ERP invoice's date and due date (the earliest maturity of its lines to pay):
+    the ERP computed them by its own payment term, so syncmesh's invoice takes them as they are
+    (its customer's payment terms are the ERP's names, which syncmesh need not understand)."""
+    (invoice,) = await erp.rpc("account.invoice", "read", [invoice_id], ["invoice_date", "lines_to_pay"])
+    due: dt.date | None = None
+    if invoice["lines_to_pay"]:
+        lines = await erp.rpc("account.move.line", "read", list(invoice["lines_to_pay"]), ["maturity_date"])
+        due = min((line["maturity_date"] for line in lines if line["maturity_date"]), default=None)
+    return invoice["invoice_date"], due
+
+
+def proto_date(value: dt.date | None) -> date_pb2.Date | None:
+    return date_pb2.Date(year=value.year, month=value.month, day=value.day) if value else None
+
+
 class InvoiceStep(_Step):
     def __init__(self, group: ErpGroup, deps: Deps) -> None:
         super().__init__(group.invoice_step, deps)
@@ -748,6 +821,7 @@ class InvoiceStep(_Step):
             raise PermanentStepError(ERP_INVOICE_MISSING, f"{self.group.order_step} left no invoice")
         erp = await d.vendors.tryton(order["entity"])
         posted = await erp.post_invoice(order["invoice"], ctx.key(self.name))
+        issued, due = await erp_invoice_dates(erp, int(posted.external_id))
         quote = ctx.quote
         currency = quote.currency_code
         mapped: dict[str, dict[str, Any]] = ctx.data["lines"]
@@ -771,6 +845,8 @@ class InvoiceStep(_Step):
                         lines=lines,
                         currency_code=currency,
                         legal_entity=order["entity"],
+                        issue_date=proto_date(issued),
+                        due_date=proto_date(due),
                         external_references=[
                             common_pb2.ExternalReference(system="tryton", external_id=posted.external_id)
                         ],
@@ -864,6 +940,129 @@ class PaymentStep(_Step):
         return Done({"paid": names})
 
 
+# --- CRM milestones -------------------------------------------------------------------------------
+
+CRM_BOOKED = "crm:booked"
+CRM_INVOICED = "crm:invoiced"
+CRM_PAID = "crm:paid"
+
+
+def crm_record_of(quote: opb.Quote) -> CrmRecord | None:
+    """The CRM record a quote's milestones are written to: its opportunity (a Salesforce
+    opportunity, a HubSpot deal), else its HubSpot reference (HubSpot's quote-to-cash object
+    is the deal), else none."""
+    if quote.HasField("opportunity"):
+        ref = quote.opportunity
+        if ref.system in CRM_SYSTEMS and ref.external_id:
+            return CrmRecord(ref.system, ref.external_id)
+    for ref in quote.external_references:
+        if ref.system == "hubspot" and ref.external_id:
+            return CrmRecord(ref.system, ref.external_id)
+    return None
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+class CrmMilestoneStep(_Step):
+    """One milestone (booked, invoiced, paid) on the quote's CRM record, through the CRM
+    connector of its system. Skipped, with the reason, when the quote names no CRM record or
+    no connector is configured for its system. A PATCH of the same values: a re-run (a worker
+    killed inside the step) writes the same again. Vendor errors: transient ones retried by
+    the engine, permanent ones compensate the saga."""
+
+    stage: Stage
+
+    def __init__(self, name: str, stage: Stage, groups: Sequence[ErpGroup], deps: Deps) -> None:
+        super().__init__(name, deps)
+        self.stage = stage
+        self.groups = tuple(groups)
+
+    async def writer(self, ctx: SagaContext) -> tuple[CrmRecord, MilestoneWriter] | str:
+        """The record and its connector, or why there is none (the Skip's reason)."""
+        record = crm_record_of(ctx.quote)
+        if record is None:
+            return "no CRM record: the quote names no Salesforce opportunity or HubSpot deal"
+        writer = await self.deps.vendors.crm(record.system)
+        if writer is None:
+            return f"{CRM_NOT_CONFIGURED}: no {record.system} connector"
+        return record, writer
+
+    async def run(self, ctx: SagaContext) -> Outcome:
+        found = await self.writer(ctx)
+        if isinstance(found, str):
+            return Skip(found)
+        record, writer = found
+        fields = await self.fields(ctx)
+        if fields is None:
+            return Skip(
+                f"nothing {self.stage.label} by the ERP: the billing system collects the subscriptions"
+            )
+        fields = {
+            MilestoneField.ORDER_STATUS: self.stage.label,
+            MilestoneField.ORDER: ctx.data["order"],
+            **fields,
+        }
+        await writer.write_milestone(Milestone(record, self.stage, ctx.key(self.name), fields))
+        return Done({self.name: {"record": str(record), "status": self.stage.label}})
+
+    def _invoices(self, ctx: SagaContext) -> list[dict[str, Any]]:
+        return [
+            ctx.data[g.invoice_step] for g in self.groups if isinstance(ctx.data.get(g.invoice_step), dict)
+        ]
+
+    async def fields(self, ctx: SagaContext) -> dict[MilestoneField, Value] | None:
+        """The stage's own fields; None when the stage does not apply to this quote."""
+        if self.stage is Stage.BOOKED:
+            numbers = [
+                str(ctx.data[g.order_step].get("number") or ctx.data[g.order_step]["sale"])
+                for g in self.groups
+                if isinstance(ctx.data.get(g.order_step), dict)
+            ]
+            booked: dict[MilestoneField, Value] = {MilestoneField.BOOKED_DATE: _today()}
+            if numbers:
+                booked[MilestoneField.ERP_ORDER] = ", ".join(numbers)
+            return booked
+        invoices = self._invoices(ctx)
+        if not invoices:
+            return None
+        if self.stage is Stage.PAID:
+            return {MilestoneField.PAID_DATE: _today()}
+        d = self.deps
+        total = Decimal(0)
+        for done in invoices:
+            try:
+                invoice = await d.invoices.GetInvoice(
+                    ipb.GetInvoiceRequest(name=done["invoice"]), metadata=d.crm, timeout=d.timeout
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise step_error(exc, f"read {done['invoice']}") from None
+            total += money_value(invoice.total_amount)
+        return {
+            MilestoneField.INVOICE_NUMBER: ", ".join(str(i["number"] or i["invoice"]) for i in invoices),
+            MilestoneField.INVOICE_AMOUNT: total.quantize(_CENTS, rounding=ROUND_HALF_EVEN),
+            MilestoneField.INVOICE_CURRENCY: ctx.quote.currency_code,
+            MilestoneField.INVOICE_DATE: _today(),
+        }
+
+    async def compensate(self, ctx: SagaContext) -> None:
+        """The booked milestone reverted ("reverted": Stage.REVERTED) when the saga that wrote
+        it is compensated; the later milestones need nothing of their own (booked's revert,
+        run after them, overwrites the status)."""
+        if self.stage is not Stage.BOOKED or not isinstance(ctx.data.get(self.name), dict):
+            return
+        found = await self.writer(ctx)
+        if isinstance(found, str):
+            return
+        record, writer = found
+        fields: dict[MilestoneField, Value] = {
+            MilestoneField.ORDER_STATUS: Stage.REVERTED.label,
+            MilestoneField.ORDER: ctx.data["order"],
+        }
+        await writer.write_milestone(Milestone(record, Stage.REVERTED, self.part(ctx, "revert"), fields))
+
+
 # --- the plan -------------------------------------------------------------------------------------
 
 
@@ -885,9 +1084,12 @@ class Flow:
             steps.append(BillingCustomerStep(planning.BILLING_CUSTOMER, d))
             steps.extend(BillingSubscriptionStep(g, d) for g in plan.billing)
         steps.extend(ErpOrderStep(g, d) for g in plan.erp)
+        steps.append(CrmMilestoneStep(CRM_BOOKED, Stage.BOOKED, plan.erp, d))
         steps.extend(InvoiceStep(g, d) for g in plan.erp)
+        steps.append(CrmMilestoneStep(CRM_INVOICED, Stage.INVOICED, plan.erp, d))
         steps.append(PaymentStep(plan.erp, d))
-        assert [s.name for s in steps] == plan.step_names()
+        steps.append(CrmMilestoneStep(CRM_PAID, Stage.PAID, plan.erp, d))
+        assert [s.name for s in steps if not s.name.startswith("crm:")] == plan.step_names()
         return steps
 
     async def close(self) -> None:

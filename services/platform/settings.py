@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     consumer_backoff_base_seconds: float = Field(default=0.5, gt=0)
     consumer_backoff_max_seconds: float = Field(default=60.0, gt=0)
     consumer_max_park_seconds: float = Field(default=3600.0, gt=0)
+    # Sagas: how long a worker's claim on a saga lasts without renewal (a heartbeat renews it
+    # every third of it while a step runs); a killed worker's sagas are taken over after it.
+    saga_lease_seconds: float = Field(default=30.0, gt=0)
     # Scheduled jobs (subscription activation, scheduled cancellations, renewals, expiry):
     # how often each runs where the consumers run.
     job_interval_seconds: float = Field(default=60.0, gt=0)

@@ -34,7 +34,7 @@ from services.orchestration.steps import (
     TransientStepError,
     Wait,
 )
-from services.orchestration.store import find_saga, open_orchestration_db
+from services.orchestration.store import find_saga, open_orchestration_db, sagas
 from services.platform.cli import main as cli
 from services.platform.db import Database
 from services.platform.nats import Bus
@@ -295,6 +295,78 @@ async def test_two_engines_racing_run_each_step_once(db: Database) -> None:
             break
     assert states == {"COMPLETED"}
     assert sorted(journal.runs) == sorted(["a", "b"] * 6)
+
+
+async def test_a_step_slower_than_the_lease_keeps_it_by_heartbeat(db: Database) -> None:
+    """A step that takes four leases' time: its heartbeat renews the lease, so a second worker
+    polling all along never takes the saga, and the step runs once."""
+    journal = Journal()
+    release = asyncio.Event()
+
+    class SlowVendor(Simple):
+        async def run(self, ctx: SagaContext) -> Outcome:
+            self.journal.runs.append(self.name)
+            await release.wait()  # a vendor call that takes its time
+            return Done({self.name: "done"})
+
+    owner = engine(db, lease_seconds=0.4)
+    other = engine(db, lease_seconds=0.4)
+    saga = await owner.start(quote(steps=[SlowVendor("slow", journal), Simple("next", journal)]))
+    running = asyncio.create_task(owner.run_due(50))
+    await asyncio.sleep(0.05)
+    leases = set()
+    for _ in range(32):  # 1.6 s: four leases
+        await other.run_due(50)  # finds nothing due: the lease is renewed
+        current = await saga_of(db, saga.id)
+        assert current.lease_owner == owner.owner
+        leases.add(current.lease_until)
+        await asyncio.sleep(0.05)
+    assert len(leases) >= 4  # renewed again and again
+    release.set()
+    await running
+    done = await drive(owner, saga.id, ["COMPLETED"])
+    assert journal.runs == ["slow", "next"] and done.lease_owner is None
+
+
+async def test_a_worker_whose_lease_was_taken_stops_its_step(db: Database) -> None:
+    """A worker paused past its lease (the heartbeat did not run): another took the saga over.
+    The first worker's next heartbeat finds the lease gone, cancels its step and writes
+    nothing; the new owner runs the saga to its end."""
+    journal = Journal()
+    first_run = asyncio.Event()
+    cancelled: list[str] = []
+
+    class Stalled(Simple):
+        async def run(self, ctx: SagaContext) -> Outcome:
+            self.calls += 1
+            self.journal.runs.append(self.name)
+            if self.calls == 1:
+                first_run.set()
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    cancelled.append(self.name)
+                    raise
+            return Done({self.name: self.calls})
+
+    stalled = Stalled("stalled", journal)
+    first = engine(db, lease_seconds=5.0, heartbeat_seconds=0.1)
+    saga = await first.start(quote(steps=[stalled, Simple("next", journal)]))
+    running = asyncio.create_task(first.run_due(50))
+    await first_run.wait()
+    # The lease taken over as if it had run out (the first worker frozen for its whole lease).
+    second = engine(db, lease_seconds=5.0)
+    async with db.transaction() as session:
+        await session.execute(
+            sagas.update().where(sagas.c.id == saga.id).values(lease_owner=second.owner, lease_until=0)
+        )
+    await asyncio.wait_for(running, 2)  # LeaseLost: logged, the run ends
+    assert cancelled == ["stalled"]
+    assert (await saga_of(db, saga.id)).steps[0].state == "PENDING"  # the first wrote nothing
+    async with db.transaction() as session:
+        await session.execute(sagas.update().where(sagas.c.id == saga.id).values(lease_owner=None))
+    done = await drive(second, saga.id, ["COMPLETED"])
+    assert done.data["stalled"] == 2 and journal.runs == ["stalled", "stalled", "next"]
 
 
 # --- the hosted service: gRPC, REST, CLI, the wake consumer ---------------------------------

@@ -35,7 +35,6 @@ from syncmesh.subscriptions.v1 import subscriptions_pb2 as spb
 from syncmesh.subscriptions.v1 import subscriptions_pb2_grpc as spb_grpc
 
 from services.connectors.base import StepKey
-from services.connectors.erp.tryton import TrytonClient, TrytonConnector
 from services.connectors.runtime import ErpSync
 from services.orchestration.engine import SagaEngine
 from services.orchestration.flow import Flow, plan_for
@@ -44,13 +43,22 @@ from services.orchestration.steps import (
     Outcome,
     PermanentStepError,
     SagaContext,
+    Skip,
     Step,
     Wait,
 )
 from services.orchestration.store import SagaRecord, get_saga
 from services.platform.server import Hub
 from services.platform.settings import Settings
-from tests.conftest import drop_schemas, make_settings, metadata_for, request_id, unique
+from tests.conftest import (
+    drop_schemas,
+    make_settings,
+    metadata_for,
+    request_id,
+    tryton_connector_settings,
+    tryton_side,
+    unique,
+)
 from tests.helpers import outbox_events
 from tests.peers.localstripe import LocalStripe, localstripe_server  # noqa: F401 - the fixture
 from tests.peers.tryton import TrytonServer, available
@@ -67,24 +75,13 @@ CURRENCY = "USD"  # the Tryton company's currency
 def settings(
     backend: str, module_tmp: Path, tryton: TrytonServer, localstripe: LocalStripe
 ) -> Iterator[Settings]:
-    m = tryton.manifest
     s = make_settings(
         backend,
         module_tmp,
         connector_allow_hosts=["loopback"],
         vendor_rate_limits={"tryton": 500, "stripe": 500},
         connectors={
-            "tryton": {
-                "url": tryton.url,
-                "database": tryton.database,
-                "user": tryton.user,
-                "password": tryton.password,
-                "company": m["company"],
-                "account": unique("tryton-"),
-                "payment_term": m["payment_term_name"],
-                "payment_method": m["payment_method_name"],
-                "account_category": m["account_category_name"],
-            },
+            "tryton": tryton_connector_settings(tryton),
             "stripe": {
                 "api_key": localstripe.api_key,
                 "api_base": localstripe.url,
@@ -307,13 +304,20 @@ async def test_multi_entity_deal_end_to_end_and_a_rerun_makes_nothing_twice(
         "billing-subscription:ACME-US:MONTHLY",
         "erp-order:ACME-DE",
         "erp-order:ACME-US",
+        "crm:booked",
         "invoice:ACME-DE",
         "invoice:ACME-US",
+        "crm:invoiced",
         "payment",
     ]
     payment = outcomes["payment"]
     assert isinstance(payment, Wait) and payment.reason == "AWAITING_PAYMENT"
-    assert all(isinstance(o, Done) for name, o in outcomes.items() if name != "payment")
+    assert all(
+        isinstance(o, Done) for name, o in outcomes.items() if not name.startswith(("payment", "crm:"))
+    )
+    # No CRM connector in this deployment: the milestones are skipped, saying why.
+    booked = outcomes["crm:booked"]
+    assert isinstance(booked, Skip) and booked.reason == "CRM_NOT_CONFIGURED: no hubspot connector"
     assert ctx.data["stripe_customer"] == stripe_customer
     assert ctx.data["lines"]["api"]["metered"] is True and ctx.data["lines"]["seats"]["metered"] is False
 
@@ -378,7 +382,7 @@ async def test_multi_entity_deal_end_to_end_and_a_rerun_makes_nothing_twice(
     assert len(reinvoiced.invoices) == 2
 
     # Paid: the payment step completes once every invoice is.
-    payment_step = flow(quote)[-1]
+    payment_step = next(s for s in flow(quote) if s.name == "payment")
     for invoice in invoices:
         await inv_stub.RecordInvoicePayment(
             ipb.RecordInvoicePaymentRequest(
@@ -443,7 +447,7 @@ async def test_a_permanent_failure_compensates_subscriptions_erp_invoices_and_th
     customer = await new_customer(channel, stripe_id=stripe_customer)
     quote = deal(customer, await catalog(channel))
     ctx = new_ctx(quote)
-    steps: list[Step] = [*flow(quote)[:-1], Refused()]
+    steps: list[Step] = [*(s for s in flow(quote) if s.name not in ("payment", "crm:paid")), Refused()]
     with pytest.raises(PermanentStepError) as failed:
         await drive(steps, ctx)
     assert failed.value.reason == "CRM_REFUSED"
@@ -580,23 +584,15 @@ async def test_a_deal_paid_in_tryton_completes_its_saga_through_the_erp_sync(
     assert sorted(saga.wake_keys) == sorted(names)
 
     # The customer pays both ERP invoices in Tryton (its users, not syncmesh).
-    m = tryton.manifest
-    tryton_side = TrytonConnector(
-        TrytonClient(tryton.url, tryton.database, tryton.user, tryton.password),
-        account="test-side",
-        company=m["company"],
-        default_payment_term=m["payment_term_name"],
-        payment_method=m["payment_method_name"],
-        account_category=m["account_category_name"],
-    )
+    erp_users = tryton_side(tryton)
     try:
         for entity in entities:
             erp_invoice = int(saga.data[f"erp-order:{entity}"]["invoice"])
-            total = Decimal(str((await tryton_side.read_invoice(erp_invoice))["total_amount"]))
-            await tryton_side.register_payment(erp_invoice, total, StepKey(saga.name, f"pay:{entity}"))
-            assert (await tryton_side.read_invoice(erp_invoice))["state"] == "paid"
+            total = Decimal(str((await erp_users.read_invoice(erp_invoice))["total_amount"]))
+            await erp_users.register_payment(erp_invoice, total, StepKey(saga.name, f"pay:{entity}"))
+            assert (await erp_users.read_invoice(erp_invoice))["state"] == "paid"
     finally:
-        await tryton_side.close()
+        await erp_users.close()
 
     # One ERP sync round (the deployment's, from the same settings) records the payments.
     inv_db = hub.databases["invoices"]

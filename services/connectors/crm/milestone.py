@@ -3,6 +3,11 @@
 A `Milestone` names the CRM record (the order's opportunity/deal), its stage (booked <
 invoiced < paid: write-back never moves a record backwards) and the values to write, keyed
 by `MilestoneField`; each connector maps those keys to its own property or field names.
+
+`REVERTED` is the explicit revert: the quote-to-cash saga that booked the record was
+compensated (its subscription cancelled, its ERP invoices credited), and the order-status
+property says "reverted". It ranks above every other stage, so the never-backwards rule is
+what keeps a revert: no late booked/invoiced/paid milestone overwrites it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class Stage(enum.IntEnum):
     BOOKED = 1
     INVOICED = 2
     PAID = 3
+    REVERTED = 4  # the saga that booked it was compensated: terminal (see the module docstring)
 
     @property
     def label(self) -> str:
@@ -40,7 +46,7 @@ class Stage(enum.IntEnum):
 
 
 class MilestoneField(enum.StrEnum):
-    ORDER_STATUS = "order_status"  # "booked", "invoiced", "paid"
+    ORDER_STATUS = "order_status"  # "booked", "invoiced", "paid", "reverted"
     ORDER = "order"  # syncmesh's order, "orders/{id}"
     ERP_ORDER = "erp_order"  # the ERP's sales order number, when the order carries it
     BOOKED_DATE = "booked_date"
