@@ -468,6 +468,37 @@ async def test_a_cancellation_ends_the_billing_subscription(
     assert sub["cancelEffectiveDate"] == day(next_quarter - dt.timedelta(days=1))
 
 
+async def test_what_is_not_applied_automatically_is_recorded(
+    http: aiohttp.ClientSession, deal: Deal, raw: stripe.StripeClient
+) -> None:
+    # A downsell of the licence this month, already charged by Stripe: the billing change is
+    # made; the credit for the rest of the month is decided and recorded, not applied (Stripe
+    # credits are not supported by the billing connector), and the saga completes.
+    saga = await amend(http, deal, "DOWNSELL", TODAY, lineId="seats", quantity="12")
+    assert saga["state"] == "SAGA_STATE_COMPLETED", (saga["reason"], saga["message"])
+    assert saga["decisions"][0]["rule"] == "subscription_decrease_invoiced_period"
+    assert kinds(saga) == ["BILLING_ONLY_CHANGE", "CREDIT_MEMO"]
+    credit = {s["name"]: s for s in saga["steps"]}["credit-memo"]
+    assert credit["state"] == "SAGA_STEP_STATE_DONE" and not credit.get("documents")
+    _, item = await stripe_item(http, raw, deal)
+    assert item["quantity"] == 12
+
+    # A term extension of an upfront line (invoiced once by the ERP): no rule prices it; the
+    # saga waits for a person, applying nothing, and says why.
+    saga = await amend(http, deal, "TERM_EXTENSION", TODAY, lineId="support", termMonths=36)
+    assert (saga["state"], saga["reason"]) == ("SAGA_STATE_WAITING", "AMENDMENT_NEEDS_REVIEW")
+    assert saga["decisions"][0]["rule"] == "term_extension_of_erp_line"
+    assert kinds(saga) == ["NEEDS_REVIEW"] and "term_extension_of_erp_line" in saga["message"]
+    states = {s["name"]: s["state"].removeprefix("SAGA_STEP_STATE_") for s in saga["steps"]}
+    assert states == {
+        "decide": "DONE",
+        "review": "WAITING",
+        "billing": "PENDING",
+        "erp-adjustment": "PENDING",
+        "credit-memo": "PENDING",
+    }
+
+
 async def test_a_credit_memo_issued_in_syncmesh_reaches_the_erp(
     http: aiohttp.ClientSession, deal: Deal, erp: TrytonConnector
 ) -> None:
