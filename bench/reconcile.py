@@ -74,6 +74,7 @@ async def _run(objects: int, pg_url: str | None) -> dict[str, Any]:
         schema_prefix = f"benchrc{uuid.uuid4().hex[:8]}_"
         reader = await _load(pg_url, schema_prefix, objects)
     tally = Tally()
+    load_before = os.getloadavg()[0]
     started, cpu_started = time.perf_counter(), time.process_time()
     syncmesh = reader.customers(page_size=5_000) if reader is not None else _stream("syncmesh", objects)
     sources = {
@@ -91,6 +92,9 @@ async def _run(objects: int, pg_url: str | None) -> dict[str, Any]:
     return {
         "seconds": round(seconds, 2),
         "cpu_seconds": round(cpu, 2),  # this process's CPU (PostgreSQL's own work not included)
+        # The machine's 1-minute load average before and after (2 cores here): wall time over
+        # CPU time is about the load when other processes compete for the cores.
+        "load": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "objects_per_side": objects,
         "records": sum(tally.records.values()),

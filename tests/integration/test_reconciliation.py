@@ -574,3 +574,60 @@ async def test_bad_input_is_refused_and_starts_nothing(channel: grpc.aio.Channel
         pb.ListReconciliationReportsRequest(page_size=1000), metadata=OPS
     )
     assert len(after.reconciliation_reports) == len(before.reconciliation_reports)
+
+
+async def test_one_run_at_a_time(channel: grpc.aio.Channel) -> None:
+    stub = pb_grpc.ReconciliationServiceStub(channel)
+    first = await stub.RunReconciliation(
+        pb.RunReconciliationRequest(request_id=request_id(), object_types=["customers"]), metadata=OPS
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.RunReconciliation(pb.RunReconciliationRequest(request_id=request_id()), metadata=OPS)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info, _ = error_info(caught.value)
+    assert info is not None and info.reason == "RECONCILIATION_RUNNING"
+    assert info.metadata["report"] == first.name
+    while first.state == pb.REPORT_STATE_RUNNING:
+        await asyncio.sleep(0.2)
+        first = await stub.GetReconciliationReport(
+            pb.GetReconciliationReportRequest(name=first.name), metadata=OPS
+        )
+    assert first.state == pb.REPORT_STATE_SUCCEEDED
+
+
+async def test_the_schedule_runs_every_type_once_per_interval(
+    rc_hub: Hub, rc_settings: Settings, bus: Bus
+) -> None:
+    from services.platform.ownership import OwnershipPolicy
+    from services.platform.server import ServiceContext
+    from services.reconciliation.api import scheduled_job
+
+    assert rc_hub.peers is not None
+    db = rc_hub.databases["reconciliation"]
+    policy = OwnershipPolicy.load()
+    off = ServiceContext(
+        rc_settings.model_copy(update={"reconciliation_interval_seconds": 0}), db, bus, policy, rc_hub.peers
+    )
+    assert await scheduled_job(off)() == 0
+    daily = ServiceContext(
+        rc_settings.model_copy(update={"reconciliation_interval_seconds": 86400}),
+        db,
+        bus,
+        policy,
+        rc_hub.peers,
+    )
+    job = scheduled_job(daily)
+    await job()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{rc_hub.port}") as ch:
+        stub = pb_grpc.ReconciliationServiceStub(ch)
+        listed = await stub.ListReconciliationReports(
+            pb.ListReconciliationReportsRequest(filter="trigger = SCHEDULED"), metadata=OPS
+        )
+        (report,) = listed.reconciliation_reports
+        assert report.state == pb.REPORT_STATE_SUCCEEDED and not report.heal
+        assert list(report.object_types) == ["customers", "invoices", "subscriptions", "webhooks"]
+        assert await job() == 0  # not due again within the day
+        listed = await stub.ListReconciliationReports(
+            pb.ListReconciliationReportsRequest(filter="trigger = SCHEDULED"), metadata=OPS
+        )
+        assert len(listed.reconciliation_reports) == 1
