@@ -50,11 +50,22 @@ def sagas_list(ops: Ops, state: str | None, customer: str | None, limit: int) ->
         out.print("No sagas." if not terms else "No sagas match.")
         return
     table = Table(title=f"Sagas ({len(found)}{'+' if more else ''})", title_justify="left")
-    for column in ("name", "state", "reason", "current step", "quote", "customer", "order", "updated"):
-        table.add_column(column, no_wrap=column in ("name", "state", "reason"))
+    for column in (
+        "name",
+        "kind",
+        "state",
+        "reason",
+        "current step",
+        "quote",
+        "customer",
+        "order",
+        "updated",
+    ):
+        table.add_column(column, no_wrap=column in ("name", "kind", "state", "reason"))
     for saga in found:
         table.add_row(
             saga.name,
+            pb.SagaKind.Name(saga.kind).removeprefix("SAGA_KIND_"),
             _STATES[saga.state],
             saga.reason,
             saga.current_step,

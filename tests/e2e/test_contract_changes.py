@@ -18,19 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import grpc
 import pytest
 import stripe
 from aiohttp import web
-from rich.console import Console
-from syncmesh.orchestration.v1 import orchestration_pb2 as pb
-from syncmesh.orchestration.v1 import orchestration_pb2_grpc as pb_grpc
+from click.testing import CliRunner
 
 from gateway.app import start_gateway
 from gateway.rest import add_rest_routes
 from services.connectors.erp.tryton import TrytonClient, TrytonConnector
-from services.orchestration.client import decisions_table
 from services.orders.domain import add_months
+from services.platform.cli import main as cli
 from services.platform.hub import Running, start
 from services.platform.settings import Settings
 from tests.conftest import TOKENS, drop_schemas, make_settings, request_id, unique
@@ -333,7 +330,12 @@ async def stripe_item(
 
 
 async def test_contract_changes_end_to_end(
-    http: aiohttp.ClientSession, deal: Deal, raw: stripe.StripeClient, erp: TrytonConnector, running: Running
+    http: aiohttp.ClientSession,
+    deal: Deal,
+    raw: stripe.StripeClient,
+    erp: TrytonConnector,
+    running: Running,
+    tmp_path: Path,
 ) -> None:
     order_id = deal.order.rsplit("/", 1)[-1]
 
@@ -357,15 +359,19 @@ async def test_contract_changes_end_to_end(
     invoices = await rest(http, "GET", "/v1/invoices", CRM, filter=f'order = "{deal.order}"')
     assert sorted(amount_of(i["totalAmount"]) for i in invoices["invoices"]) == [250.0, 3400.0]
 
-    # `syncmesh sagas show` prints the decision (the rule, its actions, its inputs).
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}") as channel:
-        got = await pb_grpc.OrchestrationServiceStub(channel).GetSaga(
-            pb.GetSagaRequest(name=saga["name"]), metadata=(("authorization", OPS["Authorization"]),)
-        )
-    printed = Console(width=400, record=True)
-    printed.print(decisions_table(got))
-    text = printed.export_text()
-    assert "subscription_increase_invoiced_period" in text and "ERP_ADJUSTMENT_ORDER 250.00 USD" in text
+    # `syncmesh sagas show` prints the decision (the rule, its actions, its inputs); `list` the kind.
+    token = OPS["Authorization"].removeprefix("Bearer ")
+    common = ["--grpc", f"127.0.0.1:{running.grpc_port}", "--token", token, "--data-dir", str(tmp_path)]
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, [*args, *common], catch_exceptions=False, terminal_width=400)
+
+    shown = await asyncio.to_thread(run, "sagas", "show", saga["name"])
+    assert shown.exit_code == 0, shown.output
+    assert "subscription_increase_invoiced_period" in shown.output and "AMENDMENT" in shown.output
+    assert "ERP_ADJUSTMENT_ORDER 250.00 USD" in shown.output
+    listed = await asyncio.to_thread(run, "sagas", "list", "--customer", deal.customer)
+    assert listed.exit_code == 0 and "QUOTE_TO_CASH" in listed.output and "AMENDMENT" in listed.output
 
     # A replayed OrderAmended (the consumer's handler runs again): the same saga, nothing twice.
     replayed = await rest(
