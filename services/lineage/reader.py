@@ -152,6 +152,10 @@ class LineageReader:
     async def find(self, name: str) -> SagaRecord:
         """The saga `name` leads to, or NOT_FOUND LINEAGE_NOT_FOUND."""
         name = name.strip()
+        if len(name) > 512 or any(ord(c) < 0x20 for c in name):  # no object is named so
+            raise NotFound(
+                LINEAGE_NOT_FOUND, "no deal's saga leads to that name", metadata={"name": name[:100]}
+            )
         async with self.orchestration.transaction() as session:
             saga: SagaRecord | None = None
             if name.startswith("sagas/"):
@@ -164,7 +168,8 @@ class LineageReader:
                         break
             if saga is None and name:
                 # The quote, the order, or anything a step made (its results and documents).
-                like = f'%"{name}"%'
+                escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                like = f'%"{escaped}"%'
                 row = (
                     await session.execute(
                         select(sagas.c.id)
@@ -172,7 +177,7 @@ class LineageReader:
                             or_(
                                 sagas.c.quote_name == name,
                                 sagas.c.order_name == name,
-                                cast(sagas.c.data, Text).like(like),
+                                cast(sagas.c.data, Text).like(like, escape="\\"),
                             )
                         )
                         .order_by(sagas.c.id)
@@ -183,7 +188,7 @@ class LineageReader:
                     row = (
                         await session.execute(
                             select(saga_steps.c.saga_id)
-                            .where(cast(saga_steps.c.documents, Text).like(like))
+                            .where(cast(saga_steps.c.documents, Text).like(like, escape="\\"))
                             .order_by(saga_steps.c.saga_id)
                             .limit(1)
                         )

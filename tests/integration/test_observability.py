@@ -439,6 +439,7 @@ async def test_a_deal_moves_saga_and_vendor_metrics_and_has_its_lineage(
     assert shown.returncode == 0, err.decode()
     assert json_format.Parse(out, lpb.Lineage()) == lineage
 
-    async with http.get("/v1/lineage", params={"name": "orders/nope"}, headers=bearer(CRM_TOKEN)) as r:
-        assert r.status == 404
-        assert (await r.json())["error"]["details"][0]["reason"] == "LINEAGE_NOT_FOUND"
+    for unknown in ("orders/nope", "%", "sub\x00"):  # a LIKE wildcard matches nothing either
+        async with http.get("/v1/lineage", params={"name": unknown}, headers=bearer(CRM_TOKEN)) as r:
+            assert r.status == 404, unknown
+            assert (await r.json())["error"]["details"][0]["reason"] == "LINEAGE_NOT_FOUND"
