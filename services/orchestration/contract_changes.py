@@ -767,7 +767,10 @@ class _SaleStep(_ChangeStep):
                 metadata=d.erp,
                 timeout=d.timeout,
             )
-            if created.status == ipb.INVOICE_STATUS_DRAFT:
+        except grpc.aio.AioRpcError as exc:
+            raise step_error(exc, f"{self.name} invoice record") from None
+        if created.status == ipb.INVOICE_STATUS_DRAFT:
+            try:
                 await d.invoices.PostInvoice(
                     ipb.PostInvoiceRequest(
                         name=created.name, request_id=request_id(ctx, f"{self.name}:{entity}:post")
@@ -775,9 +778,9 @@ class _SaleStep(_ChangeStep):
                     metadata=d.erp,
                     timeout=d.timeout,
                 )
-        except grpc.aio.AioRpcError as exc:
-            if reason_of(exc) != "INVOICE_ALREADY_POSTED":
-                raise step_error(exc, f"{self.name} invoice record") from None
+            except grpc.aio.AioRpcError as exc:
+                if reason_of(exc) != "INVOICE_ALREADY_POSTED":
+                    raise step_error(exc, f"post {created.name}") from None
         return str(created.name)
 
 

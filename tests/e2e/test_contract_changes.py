@@ -25,12 +25,20 @@ from click.testing import CliRunner
 
 from gateway.app import start_gateway
 from gateway.rest import add_rest_routes
-from services.connectors.erp.tryton import TrytonClient, TrytonConnector
+from services.connectors.erp.tryton import TrytonConnector
 from services.orders.domain import add_months
 from services.platform.cli import main as cli
 from services.platform.hub import Running, start
 from services.platform.settings import Settings
-from tests.conftest import TOKENS, drop_schemas, make_settings, request_id, unique
+from tests.conftest import (
+    TOKENS,
+    drop_schemas,
+    make_settings,
+    request_id,
+    tryton_connector_settings,
+    tryton_side,
+    unique,
+)
 from tests.peers.localstripe import LocalStripe, localstripe_server  # noqa: F401 - the fixture
 from tests.peers.tryton import TrytonServer, available
 
@@ -63,7 +71,6 @@ def backend() -> str:
 def settings(
     backend: str, module_tmp: Path, tryton: TrytonServer, localstripe: LocalStripe
 ) -> Iterator[Settings]:
-    m = tryton.manifest
     s = make_settings(
         backend,
         module_tmp,
@@ -72,17 +79,7 @@ def settings(
         vendor_rate_limits={"tryton": 500, "stripe": 500},
         renewal_uplift_percent="5",
         connectors={
-            "tryton": {
-                "url": tryton.url,
-                "database": tryton.database,
-                "user": tryton.user,
-                "password": tryton.password,
-                "company": m["company"],
-                "account": unique("tryton-"),
-                "payment_term": m["payment_term_name"],
-                "payment_method": m["payment_method_name"],
-                "account_category": m["account_category_name"],
-            },
+            "tryton": tryton_connector_settings(tryton),
             "stripe": {
                 "api_key": localstripe.api_key,
                 "api_base": localstripe.url,
@@ -120,12 +117,7 @@ def raw(localstripe: LocalStripe) -> stripe.StripeClient:
 
 @pytest.fixture(scope="module")
 async def erp(tryton: TrytonServer) -> AsyncIterator[TrytonConnector]:
-    m = tryton.manifest
-    side = TrytonConnector(
-        TrytonClient(tryton.url, tryton.database, tryton.user, tryton.password),
-        account="test-side",
-        company=m["company"],
-    )
+    side: TrytonConnector = tryton_side(tryton)
     yield side
     await side.close()
 
