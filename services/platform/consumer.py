@@ -86,6 +86,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from syncmesh.events.v1 import events_pb2
 
+from services.platform import metrics
 from services.platform.db import Database
 from services.platform.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.platform.events import decode
@@ -811,6 +812,7 @@ class Consumer:
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, _error_text(exc)))
+                metrics.record_exception("consumer", getattr(exc, "reason", "") or type(exc).__name__)
                 raise
 
     async def _lock_position(self, session: AsyncSession, aggregate: str) -> int:

@@ -66,7 +66,7 @@ VENDOR_REQUESTS = Counter(
 )
 EXCEPTIONS = Counter(
     "syncmesh_exceptions_total",
-    "Failures by component (connector, saga, grpc) and stable reason",
+    "Failures by component (connector, saga, grpc, consumer) and stable reason",
     ["component", "reason"],
 )
 HTTP_SECONDS = Histogram(
