@@ -1,6 +1,8 @@
 """The HTTP gateway. Thin: verify, dedupe, persist, map, answer.
 
 - `/healthz`: the health of every hosted domain service as the gRPC health service sees it.
+- `/readyz`: 200 when the gateway's database and NATS answer, else 503 naming which is down
+  (gateway/readiness.py).
 - `/` and `/dashboard/{file}`: the operations dashboard (gateway/dashboard/), a static page
   that reads the REST API with the bearer token it is given.
 - `POST /webhooks/stripe`, `/webhooks/hubspot`, `/webhooks/salesforce` and
@@ -28,6 +30,9 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.dashboard import add_dashboard_routes
+from gateway.limits import RestLimits
+from gateway.readiness import add_readiness_route, dependency_checks, run_checks
+from gateway.rest import REST_LIMITS
 from gateway.webhooks.intake import IntakeResult, accept, error_result
 from gateway.webhooks.model import Request, Source
 from services.platform.db import Database
@@ -95,6 +100,12 @@ def create_app(health_report: HealthReport, webhooks: Webhooks | None = None) ->
         )
 
     app.router.add_get("/healthz", healthz)
+    # `/readyz` (gateway/readiness.py) and the REST rate limits (gateway/limits.py).
+    if webhooks is not None:
+        add_readiness_route(app, run_checks(dependency_checks(webhooks.db, webhooks.bus)))
+        app[REST_LIMITS] = RestLimits(webhooks.settings)
+    else:
+        add_readiness_route(app, health_report)
 
     async def vendor_webhook(request: web.Request) -> web.Response:
         return await _webhook(request, webhooks, request.path.rsplit("/", 1)[-1])
