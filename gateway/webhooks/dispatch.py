@@ -25,6 +25,7 @@ refusal is permanent: dead-lettered at once with the service's ErrorInfo reason.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -211,6 +212,9 @@ def dispatch_consumer(
 
 def command_json(command: events_pb2.CanonicalCommand) -> dict[str, Any]:
     """A published command's request as protobuf JSON (for logs and operators)."""
+    if command.request_json:
+        found: dict[str, Any] = json.loads(command.request_json)
+        return found
     request = common.request_type(command.method)()
     command.request.Unpack(request)
     return json_format.MessageToDict(request)
