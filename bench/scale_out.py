@@ -257,8 +257,9 @@ async def _customers(t: Topology, raw: stripe.StripeClient) -> list[str]:
     return names
 
 
-async def make_products(catalog: str, n: int) -> list[str]:
-    """n active subscription products in the catalog service at `catalog` (host:port)."""
+async def make_products(catalog: str, n: int, metadata: Any = OPS) -> list[str]:
+    """n active subscription products in the catalog service at `catalog` (host:port), made
+    with `metadata` (an ops token)."""
     gate = asyncio.Semaphore(IN_FLIGHT)
     async with grpc.aio.insecure_channel(catalog) as channel:
         stub = catpb_grpc.CatalogServiceStub(channel)
@@ -276,7 +277,7 @@ async def make_products(catalog: str, n: int) -> list[str]:
                             active=True,
                         ),
                     ),
-                    metadata=OPS,
+                    metadata=metadata,
                 )
                 return str(made.name)
 

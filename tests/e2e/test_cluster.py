@@ -283,7 +283,7 @@ async def test_a_quote_to_cash_burst_survives_a_nats_node_and_a_worker_killed(
     accounts = await setup_customers(d, raw, QUOTES_FIRST + QUOTES_DURING_OUTAGE)
     # A product per quote: two workers upserting one Stripe product at once race in the Stripe
     # connector (the second create answers 409 and the saga compensates; see the report).
-    products = await make_products(d.address("catalog"), len(accounts))
+    products = await make_products(d.address("catalog"), len(accounts), OPS)
     url = f"http://127.0.0.1:{d.http_port}/webhooks/salesforce"
     events = [quote_approved(a, p) for a, p in zip(accounts, products, strict=True)]
     print(f"{time.strftime('%X')} set up")
