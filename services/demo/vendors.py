@@ -61,7 +61,10 @@ def real_unavailable() -> str | None:
     except ModuleNotFoundError:
         found = None
     if found is None:
-        return "the test peers that start them (tests/peers) are not importable: not a source checkout"
+        return (
+            "the test peers that start them (tests/peers) are not importable: run it from a source "
+            "checkout's root as `python -m services.platform.cli demo`"
+        )
     return None
 
 

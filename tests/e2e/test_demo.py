@@ -144,7 +144,7 @@ def test_every_document_is_in_the_doubles_as_the_demo_says(demo_run: str, double
     annual, monthly = by_interval["year"], by_interval["month"]
     licences = annual["items"]["data"][0]
     assert licences["price"]["unit_amount"] == 43200  # 480.00 less 10 %
-    upsold = re.search(r"the amendment ran sagas/\d+ \(COMPLETED, AMENDMENT", demo_run) is not None
+    upsold = re.search(r"the amendment started sagas/\d+, now COMPLETED \(AMENDMENT", demo_run) is not None
     assert licences["quantity"] == (25 if upsold else 20)
     assert "quantity" not in monthly["items"]["data"][0]  # metered
     assert monthly["items"]["data"][0]["price"]["recurring"]["usage_type"] == "metered"
