@@ -17,6 +17,10 @@ persisted state machine per quote, in the orchestration's database (store.py).
   FAILED, the saga COMPENSATING: the steps done are compensated newest first (a transient
   compensation error retries later, a permanent one ends the saga FAILED with its reason),
   then the saga is COMPENSATED with the failed step's reason.
+- A saga's end is an event in the orchestration's outbox, in the transaction that records it:
+  SagaCompleted (with the external documents its steps made), SagaCompensated (the failed
+  step, its reason; `compensated` false when the saga ended FAILED); the relay publishes them
+  to the orchestration's stream (`syncmesh.orchestration.saga.*`).
 - `wake(key)` makes the sagas waiting on `key` due now (the wake consumer calls it for
   events about customers, mappings, invoices, payments and orders).
 - While a step (or a compensation) runs, a heartbeat renews the saga's lease every
@@ -45,10 +49,13 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from google.protobuf.message import Message
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from syncmesh.common.v1 import common_pb2
+from syncmesh.events.v1 import events_pb2
 from syncmesh.orders.v1 import orders_pb2
 
 from services.connectors.base import PermanentVendorError, TransientVendorError
@@ -70,6 +77,7 @@ from services.orchestration.store import (
     COMPLETED,
     DONE,
     FAILED,
+    ORCHESTRATION_DB,
     PENDING,
     RUNNING,
     SKIPPED,
@@ -85,6 +93,7 @@ from services.orchestration.store import (
 )
 from services.platform.db import Database
 from services.platform.errors import FieldViolation, invalid
+from services.platform.events import record_event
 
 log = logging.getLogger(__name__)
 
@@ -319,9 +328,11 @@ class _SagaRun:
         step_values: dict[str, Any] | None = None,
         wake_keys: Sequence[str] | None = None,
         release: bool = False,
+        event: tuple[str, Message] | None = None,
     ) -> None:
         """One transaction: the saga's row (only while this worker holds the lease, renewed
-        unless `release`), the step's row, the wake keys."""
+        unless `release`), the step's row, the wake keys, and `event` ((verb, message): the
+        saga's event, e.g. SagaCompleted) in the orchestration's outbox."""
         engine = self.engine
         async with engine.db.transaction() as session:
             now = await db_now(session)
@@ -362,9 +373,53 @@ class _SagaRun:
                         [{"wake_key": k, "saga_id": self.saga.id} for k in dict.fromkeys(wake_keys)],
                     )
                 self.waiting = bool(wake_keys)
+            if event is not None:
+                verb, data = event
+                await record_event(
+                    session,
+                    domain=ORCHESTRATION_DB,
+                    obj="saga",
+                    verb=verb,
+                    aggregate=self.saga.name,
+                    data=data,
+                )
         if step is not None and step_values:
             old = self.steps[step]
             self.steps[step] = StepRecord(**{**asdict(old), **step_values, "name": step})
+
+    def _facts(self) -> dict[str, Any]:
+        order = self.ctx.data.get("order")
+        return {
+            "saga": self.saga.name,
+            "quote": self.saga.quote_name,
+            "customer": self.saga.customer,
+            "order": order if isinstance(order, str) else self.saga.order,
+        }
+
+    def completed(self) -> events_pb2.SagaCompleted:
+        steps = sorted(self.steps.values(), key=lambda s: s.position)
+        return events_pb2.SagaCompleted(
+            **self._facts(),
+            documents=[
+                common_pb2.ExternalReference(system=d.get("system", ""), external_id=d.get("external_id", ""))
+                for s in steps
+                if s.state == DONE
+                for d in s.documents
+            ],
+        )
+
+    def compensated(self, *, compensated: bool) -> events_pb2.SagaCompensated:
+        """The failure the saga compensated: its failed step's reason and message (the first
+        step FAILED in plan order: the forward step; a compensation failing is marked later)."""
+        failed = sorted((s for s in self.steps.values() if s.state == FAILED), key=lambda s: s.position)
+        first = failed[0] if failed else None
+        return events_pb2.SagaCompensated(
+            **self._facts(),
+            reason=self.saga.reason or (first.reason if first else ""),
+            message=first.message if first else "",
+            failed_step=first.name if first else "",
+            compensated=compensated,
+        )
 
     async def add_missing_steps(self, plan: Sequence[Step]) -> None:
         missing = [(i, s) for i, s in enumerate(plan) if s.name not in self.steps]
@@ -515,6 +570,7 @@ class _SagaRun:
             message="",
             wake_keys=(),
             release=True,
+            event=("completed", self.completed()),
         )
         log.info("saga %s completed", self.saga.name)
 
@@ -563,6 +619,7 @@ class _SagaRun:
                     step=step.name,
                     step_values={"state": FAILED, "reason": failure.reason, "message": failure.message},
                     release=True,
+                    event=("compensated", self.compensated(compensated=False)),
                 )
                 log.error("saga %s FAILED: compensating %s: %s", self.saga.name, step.name, failure.reason)
                 return
@@ -574,6 +631,7 @@ class _SagaRun:
         await self.save(
             {"state": COMPENSATED, "current_step": "", "next_run_at": None},
             release=True,
+            event=("compensated", self.compensated(compensated=True)),
         )
         log.info("saga %s compensated", self.saga.name)
 

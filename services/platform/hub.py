@@ -39,6 +39,7 @@ from gateway.webhooks.store import GATEWAY_DB, GATEWAY_DOMAIN, open_dispatch_db,
 from services.connectors.runtime import ErpSync, crm_consumer_specs
 from services.orchestration.api import saga_runner, wake_consumer_specs
 from services.orchestration.engine import SagaRunner
+from services.orchestration.store import ORCHESTRATION_DB
 from services.platform import tracing
 from services.platform.consumer import Consumer
 from services.platform.db import Database, database_for
@@ -206,11 +207,13 @@ async def start(settings: Settings, roles: frozenset[str] = ALL_ROLES) -> Runnin
                 databases = running.hub.databases
             else:
                 databases = {name: database_for(name, settings) for name in settings.services}
+                if "orders" in settings.services:  # the orchestration is hosted with orders
+                    databases[ORCHESTRATION_DB] = database_for(ORCHESTRATION_DB, settings)
                 running.databases.update(databases)
             relays = [
                 OutboxRelay(db, running.bus, settings, name)
                 for name, db in databases.items()
-                if name in DOMAIN_SERVICES  # not the orchestration: it publishes no events
+                if name in DOMAIN_SERVICES or name == ORCHESTRATION_DB  # the sagas' events too
             ]
         webhooks: Webhooks | None = None
         if "http" in roles:

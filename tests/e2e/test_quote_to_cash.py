@@ -15,7 +15,9 @@ through SSL_CERT_FILE, as an operator trusts a private CA).
   step: one subscription, one sale and one invoice per entity;
 - a permanent failure: the CRM's validation rule refuses the invoiced milestone; the saga
   compensates (subscription cancelled, ERP invoices credited, the booked milestone reverted)
-  and ends COMPENSATED with its reason, visible over REST and in `syncmesh sagas show`.
+  and ends COMPENSATED with its reason, visible over REST and in `syncmesh sagas show`;
+- each saga's end is published on the orchestration's stream: SagaCompleted with the
+  documents its steps made, SagaCompensated with the failed step and its reason.
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ import aiohttp
 import pytest
 import stripe
 from aiohttp import web
+from google.protobuf.message import Message
+from syncmesh.events.v1 import events_pb2
 
 from services.connectors.base import StepKey
 from services.connectors.crm.salesforce import DEFAULT_FIELDS
 from services.connectors.erp.tryton import ErpAddress, ErpCustomer, TrytonConnector
+from services.platform.events import decode
 from services.platform.nats import Bus
 from tests.conftest import NATS_URL, TOKENS, tryton_connector_settings, tryton_side, unique
 from tests.helpers import eventually
@@ -175,7 +180,7 @@ class HubProcess:
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.process.wait(), 5)
+                await asyncio.wait_for(self.process.wait(), 2)
             except TimeoutError:
                 await self.kill()
 
@@ -188,6 +193,9 @@ class Env:
     raw: stripe.StripeClient
     erp: TrytonConnector
     payment_term: str  # the name of a Tryton payment term
+    bus: Bus
+    stream_prefix: str
+    subject_root: str
 
     # REST and webhooks -----------------------------------------------------------------
 
@@ -320,6 +328,26 @@ class Env:
             order=[("reference", "ASC")],
         )
 
+    async def saga_events(self, saga: str) -> list[Message]:
+        """The events about `saga` on the orchestration's stream (published by the hub's relay)."""
+        found: list[Message] = []
+        sub = await self.bus.js.subscribe(
+            f"{self.subject_root}.orchestration.saga.>",
+            stream=f"{self.stream_prefix}_ORCHESTRATION",
+            ordered_consumer=True,
+        )
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=1)
+                except TimeoutError:
+                    return found
+                ce, data = decode(msg.data)
+                if ce.attributes["subject"].ce_string == saga:
+                    found.append(data)
+        finally:
+            await sub.unsubscribe()
+
     def subscriptions(self, stripe_customer: str) -> list[Any]:
         return list(self.raw.v1.subscriptions.list({"customer": stripe_customer, "status": "all"}).data)
 
@@ -376,13 +404,14 @@ async def env(
     org = Org()
     await org.start(cert.server_context())
     stream_prefix = unique("T").upper()
+    subject_root = unique("s")
     write_config(
         tmp / "syncmesh.toml",
         {
             "data_dir": str(tmp / "data"),
             "nats_url": NATS_URL,
             "stream_prefix": stream_prefix,
-            "subject_root": unique("s"),
+            "subject_root": subject_root,
             "auth": {"tokens": TOKENS},
             "salesforce_webhook_secret": SF_SECRET,
             "connector_allow_hosts": ["loopback"],
@@ -412,7 +441,9 @@ async def env(
     http = aiohttp.ClientSession()
     raw = stripe.StripeClient(localstripe.api_key, base_addresses={"api": localstripe.url})
     try:
-        yield Env(hub, http, org, raw, erp, tryton.manifest["payment_term_name"])
+        yield Env(
+            hub, http, org, raw, erp, tryton.manifest["payment_term_name"], bus, stream_prefix, subject_root
+        )
     finally:
         await hub.stop()
         await http.close()
@@ -474,6 +505,12 @@ async def test_an_approved_multi_entity_quote_becomes_subscription_sales_invoice
     assert env.org.status(opportunity) == "paid"
     assert env.org.records[opportunity]["SyncMesh_Paid_Date__c"]
     assert len(env.subscriptions(stripe_customer)) == 1 and len(await env.tryton_sales(quote["quoteId"])) == 2
+    # Its end is an event, SagaCompleted, with the documents its steps made.
+    (completed,) = await env.saga_events(saga["name"])
+    assert isinstance(completed, events_pb2.SagaCompleted) and completed.customer == customer
+    documents = {(d.system, d.external_id) for d in completed.documents}
+    assert ("stripe", subscription.id) in documents
+    assert {("tryton", str(s["id"])) for s in sales} <= documents
 
 
 async def test_a_replayed_approval_and_a_rest_start_of_the_same_quote_make_one_saga(env: Env) -> None:
@@ -581,6 +618,14 @@ async def test_a_refused_milestone_compensates_the_deal_and_says_why(env: Env) -
     assert statuses == ["booked", "invoiced", "reverted"]
 
     # The operator sees the same in the CLI.
+    (compensated,) = await env.saga_events(saga["name"])
+    assert isinstance(compensated, events_pb2.SagaCompensated)
+    assert (compensated.reason, compensated.failed_step, compensated.compensated) == (
+        "CRM_INVALID_PROPERTY",
+        "crm:invoiced",
+        True,
+    )
+
     shown = await asyncio.create_subprocess_exec(
         SYNCMESH, "sagas", "show", saga["name"], "--grpc", f"127.0.0.1:{env.hub.grpc_port}", "--token", OPS,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

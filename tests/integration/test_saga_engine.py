@@ -41,6 +41,7 @@ from services.platform.nats import Bus
 from services.platform.server import Hub, start_hub
 from services.platform.settings import Settings
 from tests.conftest import TOKENS, metadata_for, request_id, unique
+from tests.helpers import outbox_events
 
 # The plan of each test's quotes, by the quote's external id: an engine may run any saga that
 # is due in the module's database; the sagas of other tests get an empty plan.
@@ -137,6 +138,11 @@ async def test_happy_path_runs_every_step_once_and_keeps_results_and_documents(d
     assert done.steps[0].documents[0]["external_id"] == "a-1"
     assert done.current_step == "" and done.reason == "" and done.lease_owner is None
     assert await e.run_due(50) == 0  # nothing more is due
+    # Its end is an event in the orchestration's outbox, recorded with it.
+    ((subject, event),) = await outbox_events(db, done.name)
+    assert subject == "orchestration.saga.completed"
+    assert (event.saga, event.customer, event.quote) == (done.name, "customers/1", done.quote_name)
+    assert [(d.system, d.external_id) for d in event.documents] == [("erp", "a-1"), ("erp", "b-1")]
 
 
 async def test_a_duplicate_start_returns_the_same_saga(db: Database) -> None:
@@ -224,6 +230,10 @@ async def test_a_permanent_failure_compensates_newest_first(db: Database) -> Non
         ("three", "FAILED"),
         ("four", "PENDING"),
     ]
+    ((subject, event),) = await outbox_events(db, done.name)
+    assert subject == "orchestration.saga.compensated"
+    assert (event.reason, event.failed_step, event.compensated) == ("PRODUCT_NOT_MAPPED", "three", True)
+    assert event.message == "no ERP product for products/9"
 
 
 async def test_a_permanent_compensation_failure_fails_the_saga(db: Database) -> None:
@@ -241,6 +251,9 @@ async def test_a_permanent_compensation_failure_fails_the_saga(db: Database) -> 
     failed = await drive(e, saga.id, ["FAILED", "COMPENSATED"])
     assert (failed.state, failed.reason, failed.current_step) == ("FAILED", "ERP_DOCUMENT_POSTED", "invoice")
     assert "PRODUCT_NOT_MAPPED" in failed.message
+    ((subject, event),) = await outbox_events(db, failed.name)
+    assert subject == "orchestration.saga.compensated"
+    assert (event.reason, event.failed_step, event.compensated) == ("PRODUCT_NOT_MAPPED", "bad", False)
 
 
 class Killed(BaseException):
@@ -311,12 +324,15 @@ async def test_a_step_slower_than_the_lease_keeps_it_by_heartbeat(db: Database) 
 
     owner = engine(db, lease_seconds=0.4)
     other = engine(db, lease_seconds=0.4)
+    while await owner.run_due(50):  # the module's other sagas out of the way first
+        pass
     saga = await owner.start(quote(steps=[SlowVendor("slow", journal), Simple("next", journal)]))
     running = asyncio.create_task(owner.run_due(50))
     await asyncio.sleep(0.05)
     leases = set()
     for _ in range(32):  # 1.6 s: four leases
-        await other.run_due(50)  # finds nothing due: the lease is renewed
+        # Finds nothing due: the lease is renewed (were it taken, the slow step would block).
+        await asyncio.wait_for(other.run_due(50), 2)
         current = await saga_of(db, saga.id)
         assert current.lease_owner == owner.owner
         leases.add(current.lease_until)
@@ -351,6 +367,8 @@ async def test_a_worker_whose_lease_was_taken_stops_its_step(db: Database) -> No
 
     stalled = Stalled("stalled", journal)
     first = engine(db, lease_seconds=5.0, heartbeat_seconds=0.1)
+    while await first.run_due(50):  # the module's other sagas out of the way first
+        pass
     saga = await first.start(quote(steps=[stalled, Simple("next", journal)]))
     running = asyncio.create_task(first.run_due(50))
     await first_run.wait()

@@ -289,3 +289,37 @@ class RecordFetchRequested(_message.Message):
     source: str
     event_id: str
     def __init__(self, system: _Optional[str] = ..., object_type: _Optional[str] = ..., record_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., full_resync: _Optional[bool] = ..., source: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
+
+class SagaCompleted(_message.Message):
+    __slots__ = ("saga", "quote", "customer", "order", "documents")
+    SAGA_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    saga: str
+    quote: str
+    customer: str
+    order: str
+    documents: _containers.RepeatedCompositeFieldContainer[_common_pb2.ExternalReference]
+    def __init__(self, saga: _Optional[str] = ..., quote: _Optional[str] = ..., customer: _Optional[str] = ..., order: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[_common_pb2.ExternalReference, _Mapping]]] = ...) -> None: ...
+
+class SagaCompensated(_message.Message):
+    __slots__ = ("saga", "quote", "customer", "order", "reason", "message", "failed_step", "compensated")
+    SAGA_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATED_FIELD_NUMBER: _ClassVar[int]
+    saga: str
+    quote: str
+    customer: str
+    order: str
+    reason: str
+    message: str
+    failed_step: str
+    compensated: bool
+    def __init__(self, saga: _Optional[str] = ..., quote: _Optional[str] = ..., customer: _Optional[str] = ..., order: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., failed_step: _Optional[str] = ..., compensated: _Optional[bool] = ...) -> None: ...
