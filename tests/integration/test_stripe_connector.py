@@ -335,3 +335,22 @@ async def test_localstripe_webhook_reaches_the_gateway_inbox(
         assert answer.status == 401  # unsigned
     with contextlib.suppress(Exception):
         localstripe.register_webhook(hook, "http://127.0.0.1:9/", WEBHOOK_SECRET, ["none"])
+
+
+async def test_two_sagas_placing_a_new_product_at_once_share_it(
+    connector: StripeConnector, raw: stripe.StripeClient
+) -> None:
+    """Two steps that first use a new product at the same moment both see it missing; the
+    create that loses the race finds the winner's product (and plan) instead of failing."""
+    canonical = f"products/{unique('')}"
+    first, second = await asyncio.gather(
+        connector.upsert_product(step("product"), canonical, "Widget Cloud"),
+        connector.upsert_product(step("product"), canonical, "Widget Cloud"),
+    )
+    assert first.external_id == second.external_id == product_id_for(canonical)
+    spec = PriceSpec(f"{canonical}/prices/eur", first.external_id, "EUR", 990)
+    plans = await asyncio.gather(
+        connector.upsert_price(step("price"), spec), connector.upsert_price(step("price"), spec)
+    )
+    assert {p.external_id for p in plans} == {spec.key}
+    assert len(raw.v1.plans.list({"product": first.external_id}).data) == 1

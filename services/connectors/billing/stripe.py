@@ -291,6 +291,19 @@ class StripeConnector:
                 return None
             raise
 
+    async def _create_or_found(
+        self, create: Callable[[], Awaitable[T]], find: Callable[[], Awaitable[T | None]]
+    ) -> T:
+        """A create of an object with an id or lookup key of ours; when another worker made it
+        between our look and our create (two sagas first placing one product), theirs."""
+        try:
+            return await create()
+        except PermanentVendorError:
+            found = await find()
+            if found is None:
+                raise
+            return found
+
     async def _once(
         self,
         step: StepKey,
@@ -379,10 +392,19 @@ class StripeConnector:
         products = self._client.v1.products
 
         async def write() -> ExternalLink:
+            def update() -> Awaitable[Any]:
+                return self._call(products.update_async, product_id, params, self._opts(step, ":update"))
+
+            async def update_found() -> Any:
+                return await update() if await self._find(products.retrieve_async, product_id) else None
+
             if await self._find(products.retrieve_async, product_id) is None:
-                made = await self._call(products.create_async, {"id": product_id, **params}, self._opts(step))
+                made = await self._create_or_found(
+                    lambda: self._call(products.create_async, {"id": product_id, **params}, self._opts(step)),
+                    update_found,
+                )
             else:
-                made = await self._call(products.update_async, product_id, params, self._opts(step))
+                made = await update()
             return ExternalLink(SYSTEM, "product", made.id, canonical)
 
         return await self._once(step, "product", write)
@@ -428,8 +450,12 @@ class StripeConnector:
             }
             if spec.nickname:
                 params["nickname"] = spec.nickname
-            made = await self._call(prices.create_async, params, self._opts(step))
-            return ExternalLink(SYSTEM, "price", made.id, spec.canonical)
+
+            async def create() -> ExternalLink:
+                made = await self._call(prices.create_async, params, self._opts(step))
+                return ExternalLink(SYSTEM, "price", made.id, spec.canonical)
+
+            return await self._create_or_found(create, find_price)
 
         async def write_plan() -> ExternalLink:
             plan = await self._find(plans.retrieve_async, spec.key)
@@ -446,7 +472,10 @@ class StripeConnector:
                 }
                 if spec.nickname:
                     params["nickname"] = spec.nickname
-                plan = await self._call(plans.create_async, params, self._opts(step))
+                plan = await self._create_or_found(
+                    lambda: self._call(plans.create_async, params, self._opts(step)),
+                    lambda: self._find(plans.retrieve_async, spec.key),
+                )
             return ExternalLink(SYSTEM, "plan", plan.id, spec.canonical)
 
         if await self.prices_supported():
