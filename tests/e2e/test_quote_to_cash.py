@@ -503,6 +503,10 @@ async def test_an_approved_multi_entity_quote_becomes_subscription_sales_invoice
     saga = await env.saga_reaches(customer, "SAGA_STATE_COMPLETED")
     assert {s["name"]: s["state"] for s in saga["steps"]}["crm:paid"] == "SAGA_STEP_STATE_DONE"
     assert env.org.status(opportunity) == "paid"
+    # One writer: the saga. The event-driven write-back (also running in this hub, on the
+    # orders' and invoices' events) wrote nothing to the saga's opportunity.
+    statuses = [r.body.get(STATUS) for r in env.org.requests if r.path.endswith(opportunity)]
+    assert statuses == ["booked", "invoiced", "paid"]
     assert env.org.records[opportunity]["SyncMesh_Paid_Date__c"]
     assert len(env.subscriptions(stripe_customer)) == 1 and len(await env.tryton_sales(quote["quoteId"])) == 2
     # Its end is an event, SagaCompleted, with the documents its steps made.
