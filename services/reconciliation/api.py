@@ -98,12 +98,9 @@ def difference_to_proto(d: store.DifferenceRecord) -> pb.Difference:
 
 def requested_types(names: list[str]) -> list[str]:
     """The object types of a run (all when none), checked: UNKNOWN_OBJECT_TYPE names the known."""
-    webhooks = WEBHOOKS in names
     merged = [n for n in names if n != WEBHOOKS]
-    if names and not merged and webhooks:
-        return [WEBHOOKS]
     types = [t.name for t in object_types(merged)] if merged or not names else []
-    return [*types, WEBHOOKS] if webhooks or not names else types
+    return [*types, WEBHOOKS] if WEBHOOKS in names or not names else types
 
 
 class ReconciliationServicer(pb_grpc.ReconciliationServiceServicer):

@@ -17,16 +17,19 @@ With `dry_run` the action is chosen and nothing is done (WOULD_HEAL).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import grpc
 from google.protobuf import field_mask_pb2
-from multidict import CIMultiDict
 from syncmesh.common.v1 import common_pb2
 from syncmesh.customers.v1 import customers_pb2 as cpb
 from syncmesh.customers.v1 import customers_pb2_grpc as cpb_grpc
@@ -80,9 +83,7 @@ def choose(object_type: str, d: Difference, policy: OwnershipPolicy) -> str:
     return FLAG
 
 
-def _decimal(text: str) -> Any:
-    from decimal import Decimal, InvalidOperation
-
+def _decimal(text: str) -> Decimal:
     try:
         return Decimal(text)
     except InvalidOperation:
@@ -245,25 +246,18 @@ async def payment_lines(tryton: Any, invoice_id: int) -> list[PaymentChange]:
 
 
 def _request_id(*parts: str) -> str:
-    import uuid
-
     return str(uuid.uuid5(uuid.UUID("5d0c8c86-1f7e-4b0a-9f3c-2f6b6f0e7a21"), ":".join(parts)))
 
 
 def signed_stripe_request(event: dict[str, Any], secret: str, now: float | None = None) -> Request:
     """A Stripe event as a webhook request signed with our own secret (`t=…,v1=…`), so it takes
     the intake's one path (verification, mapping, dedupe on the event id)."""
-    import hashlib
-    import hmac
-
     body = json.dumps(event, separators=(",", ":")).encode()
     stamp = int(now if now is not None else time.time())
     signature = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
     return Request(
         method="POST",
         url="/webhooks/stripe",
-        headers=CIMultiDict(
-            {"Stripe-Signature": f"t={stamp},v1={signature}", "Content-Type": "application/json"}
-        ),
+        headers={"stripe-signature": f"t={stamp},v1={signature}", "content-type": "application/json"},
         body=body,
     )

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,7 +43,15 @@ from services.reconciliation.domain import (
     reconcile,
     unlinked_key,
 )
-from services.reconciliation.heal import FLAGGED, HEALED, MISSED_WEBHOOK, NONE, WOULD_HEAL, Healer
+from services.reconciliation.heal import (
+    FLAGGED,
+    HEALED,
+    MISSED_WEBHOOK,
+    NONE,
+    WOULD_HEAL,
+    Healer,
+    signed_stripe_request,
+)
 from services.reconciliation.sources import StripeLister, SyncmeshReader, stripe_stream, tryton_stream
 
 log = logging.getLogger(__name__)
@@ -119,8 +128,6 @@ class Run:
         return self._gateway_db
 
     async def _feed_intake(self, event: dict[str, Any]) -> str:
-        from services.reconciliation.heal import signed_stripe_request
-
         assert self.settings.stripe_webhook_secret is not None
         secret = self.settings.stripe_webhook_secret.get_secret_value().split(",")[-1].strip()
         result = await accept(
@@ -204,29 +211,19 @@ class Run:
             except Exception:  # progress is best effort; the run's end writes the report
                 log.exception("saving the progress of %s failed", self.report.name)
 
-    def _sources(
-        self, object_type: str, summary: dict[str, Any]
-    ) -> dict[str, AsyncIterator[Sequence[Record]]]:
+    async def _objects(self, object_type: str, summary: dict[str, Any]) -> None:
+        """syncmesh against each configured system of the type (the others are listed as not
+        compared: a deployment without billing still reconciles with its ERP)."""
+        kind = OBJECT_TYPES[object_type]
         sources: dict[str, AsyncIterator[Sequence[Record]]] = {SYNCMESH: self.reader.stream(object_type)}
-        for system in OBJECT_TYPES[object_type].systems:
+        for system in kind.systems:
             if not self.configured(system):
                 summary["skipped_systems"].append(system)
-        return sources
-
-    async def _objects(self, object_type: str, summary: dict[str, Any]) -> None:
-        sources = self._sources(object_type, summary)
-        for system in OBJECT_TYPES[object_type].systems:
-            if system in summary["skipped_systems"]:
-                continue
-            if system == TRYTON:
+            elif system == TRYTON:
                 sources[TRYTON] = tryton_stream(object_type, await self.vendors.tryton(""), self.reader)
             else:
                 sources[STRIPE] = stripe_stream(object_type, await self._stripe_lister(), self.reader)
-        kind = OBJECT_TYPES[object_type]
-        if summary["skipped_systems"]:
-            kind = type(kind)(
-                kind.name, tuple(s for s in kind.systems if s not in summary["skipped_systems"]), kind.rules
-            )
+        kind = replace(kind, systems=tuple(s for s in kind.systems if s in sources))
         batch: list[tuple[Difference, dict[str, Any] | None]] = []
         async for difference in reconcile(kind, sources, self._tally):
             batch.append((difference, None))
