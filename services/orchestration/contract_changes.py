@@ -7,7 +7,9 @@ wake-ups, GetSaga/ListSagas/`syncmesh sagas show`); what it is about is carried 
 identity (one saga per change: duplicates and replays of the event find the same saga):
 
 - `syncmesh-amendment:<order id>.r<revision>` (kind AMENDMENT): started by `OrderAmended`
-  (the `orchestration-amendments` consumer), one saga per order revision. Its steps:
+  (the `orchestration-amendments` consumer), one saga per order revision, for orders a
+  quote-to-cash saga submitted (an order submitted directly has no vendor documents of
+  syncmesh's to change: its amendments start nothing). Its steps:
   `decide` -> `review` -> `billing` -> `erp-adjustment` -> `credit-memo`.
 - `syncmesh-renewal:<subscription id>.t<n>` (kind RENEWAL): started by `ContractRenewed` (the
   `orchestration-renewals` consumer), one saga per renewed term. Its steps: `terms` ->
@@ -61,7 +63,7 @@ Amendment steps:
 
 Credit-memo steps: `erp-credit-note`: a Tryton credit note for the memo's amount on the
 invoice's Tryton invoice (as above; Skip `INVOICE_NOT_IN_ERP` when the invoice has no
-`tryton` reference). `billing-credit`: Skip `BILLING_CREDIT_NOT_SUPPORTED` (syncmesh invoices
+`tryton` reference, `ERP_INVOICE_CANCELLED` when Tryton cancelled it). `billing-credit`: Skip `BILLING_CREDIT_NOT_SUPPORTED` (syncmesh invoices
 are the ERP's; Stripe holds none of them and localstripe has no credit notes). The memo
 itself already reduced the syncmesh invoice's open amount when it was issued.
 
@@ -156,6 +158,7 @@ PREVIOUS_AMENDMENT_PENDING = "PREVIOUS_AMENDMENT_PENDING"
 AMENDMENT_NEEDS_REVIEW = "AMENDMENT_NEEDS_REVIEW"
 BILLING_CREDIT_NOT_SUPPORTED = "BILLING_CREDIT_NOT_SUPPORTED"
 INVOICE_NOT_IN_ERP = "INVOICE_NOT_IN_ERP"
+ERP_INVOICE_CANCELLED = "ERP_INVOICE_CANCELLED"
 NO_ACTIONS = "NO_ACTIONS"
 
 # Step names.
@@ -280,7 +283,10 @@ def _handler(start: Any, *types: str) -> Any:
     return make
 
 
-async def _on_amended(session: AsyncSession, data: Any) -> SagaRecord:
+async def _on_amended(session: AsyncSession, data: Any) -> SagaRecord | None:
+    if await find_contract(session, data.order.name) is None:
+        log.info("%s was not made by a saga: no amendment saga for it", data.order.name)
+        return None
     return await start_amendment(session, data.order, data.amendment)
 
 
@@ -492,10 +498,13 @@ class DecideStep(_ChangeStep):
         period = rules.billing_period(old, effective)
         mapped = data.get("lines", {}).get(line_id, {})
         group = data.get(f"billing-subscription:{entity}:{old.billing_frequency.value}")
+        customer = data.get("stripe_customer")
         if period is None or period[0] > today or mapped.get("metered") or not isinstance(group, dict):
             return PeriodStatus.NOT_INVOICED
+        if not customer:
+            return PeriodStatus.NOT_INVOICED
         stripe = await d.vendors.stripe()
-        invoices = await stripe.list_invoices(data["stripe_customer"], group["stripe_subscription"])
+        invoices = await stripe.list_invoices(str(customer), group["stripe_subscription"])
         if not invoices:
             return PeriodStatus.NOT_INVOICED
         return PeriodStatus.PAID if invoices[0].status == "paid" else PeriodStatus.INVOICED
@@ -956,6 +965,8 @@ class ErpCreditNoteStep(_ChangeStep):
         if not tryton:
             return Skip(INVOICE_NOT_IN_ERP)
         erp = await d.vendors.tryton(invoice.legal_entity)
+        if (await erp.read_invoice(int(tryton)))["state"] == "cancelled":
+            return Skip(ERP_INVOICE_CANCELLED)
         text = memo.description or f"credit memo {memo.name}"
         note = await credit_note(erp, int(tryton), money_value(memo.amount), text, ctx.key(self.name))
         return Done(
