@@ -207,8 +207,16 @@ class ErpSync:
         """UpsertCustomer as the ERP with the fields it owns (the policy has the last word)."""
         ref = common_pb2.ExternalReference(system=ERP_SYSTEM, external_id=str(change.party))
         stamp = f"{change.party}:{change.changed_at.isoformat()}"
+        offered = ["payment_terms", "tax_ids"]
         if change.canonical.startswith("customers/"):
             await self._link(change.canonical, ref, stamp)
+            # A party syncmesh made from a customer supplies only what it has: a blank there
+            # is not the ERP's decision but a party made without terms or identifiers, and
+            # offering it would clear the customer's (its invoices could then not be posted:
+            # PAYMENT_TERMS_MISSING).
+            offered = [path for path in offered if getattr(change, path)]
+            if not offered:
+                return
         customer = cpb.Customer(
             legal_name=change.name,
             payment_terms=change.payment_terms,
@@ -219,7 +227,7 @@ class ErpSync:
                 request_id=str(uuid.uuid5(_NAMESPACE, f"upsert:{stamp}")),
                 external_reference=ref,
                 customer=customer,
-                update_mask=field_mask_pb2.FieldMask(paths=["payment_terms", "tax_ids"]),
+                update_mask=field_mask_pb2.FieldMask(paths=offered),
             ),
             metadata=self.metadata,
             timeout=self.settings.max_deadline_seconds,

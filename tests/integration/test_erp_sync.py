@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 from google.type import date_pb2, money_pb2
 from syncmesh.common.v1 import common_pb2
 from syncmesh.customers.v1 import customers_pb2 as cpb
@@ -154,6 +155,39 @@ async def test_erp_owned_changes_reach_the_customer_once(
         )
         assert again == synced
         assert len(await outbox_events(sync_hub.databases["customers"], created.name)) == len(events)
+
+
+async def test_a_party_made_without_terms_does_not_clear_the_customers(
+    sync_hub: Hub, erp_sync: ErpSync, tryton_side: TrytonConnector
+) -> None:
+    """The saga makes the customer's party with no terms of its own: the sync links it and
+    leaves the customer's payment terms (set by the ERP identity before) as they are."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{sync_hub.port}") as channel:
+        stub = cpb_grpc.CustomerServiceStub(channel)
+        created = await stub.CreateCustomer(
+            cpb.CreateCustomerRequest(
+                request_id=request_id(),
+                customer=cpb.Customer(legal_name="Ostwind KG", currency_code="EUR", region="EMEA"),
+            ),
+            metadata=metadata_for("crm"),
+        )
+        await stub.UpdateCustomer(
+            cpb.UpdateCustomerRequest(
+                request_id=request_id(),
+                customer=cpb.Customer(name=created.name, payment_terms="NET30"),
+                update_mask=field_mask_pb2.FieldMask(paths=["payment_terms"]),
+            ),
+            metadata=metadata_for("erp"),
+        )
+        link = await tryton_side.upsert_customer(
+            ErpCustomer(canonical=created.name, legal_name="Ostwind KG"), StepKey(unique("saga-"), "party")
+        )
+        await erp_sync.poll_once()
+        synced = await stub.GetCustomer(
+            cpb.GetCustomerRequest(name=created.name), metadata=metadata_for("crm")
+        )
+        assert ("tryton", link.external_id) in [(r.system, r.external_id) for r in synced.external_references]
+        assert synced.payment_terms == "NET30"
 
 
 def dec(msg: money_pb2.Money) -> Decimal:
