@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 READY_PREFIX = "syncmesh "  # the first line a syncmesh command prints once it serves
 START_TIMEOUT = 90.0
+START_ATTEMPTS = 4  # tries of a child that exits while the topology starts
 STOP_TIMEOUT = 20.0
 BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_AFTER = 0.5, 30.0, 30.0
 
@@ -398,24 +399,39 @@ class Supervisor:
             raise
 
     async def _first_start(self, child: Child) -> None:
-        await child.spawn()
-        exited = asyncio.create_task(child.wait())
-        ready = asyncio.create_task(child.ready.wait())
-        done, _ = await asyncio.wait(
-            {exited, ready}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
-        )
-        if ready not in done:
+        """Start `child` and wait until it says it serves. One that exits first is tried again
+        (START_ATTEMPTS in all, with backoff: e.g. NATS answering slowly while its cluster
+        forms) unless its settings are wrong (exit code 2); then the start fails."""
+        backoff = BACKOFF_FIRST
+        for attempt in range(1, START_ATTEMPTS + 1):
+            await child.spawn()
+            exited = asyncio.create_task(child.wait())
+            ready = asyncio.create_task(child.ready.wait())
+            done, _ = await asyncio.wait(
+                {exited, ready}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+            if ready in done:
+                self._tasks.append(asyncio.create_task(self._keep(child, exited), name=child.spec.name))
+                return
             ready.cancel()
+            code = child.proc.returncode if child.proc is not None else None
+            last = "; ".join(child.tail[-3:])
+            if exited in done and code != 2 and attempt < START_ATTEMPTS:
+                log.warning(
+                    "%s exited with %s while starting (%s); trying again in %.1fs",
+                    child.spec.name,
+                    code,
+                    last,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                child.restarts += 1
+                continue
             exited.cancel()
             await child.stop(5)
-            why = (
-                f"exited with {child.proc.returncode}"
-                if child.proc and child.proc.returncode is not None
-                else "did not become ready"
-            )
-            last = "; ".join(child.tail[-3:])
+            why = f"exited with {code}" if code is not None else "did not become ready"
             raise TopologyError(f"{child.spec.name} {why}" + (f": {last}" if last else ""))
-        self._tasks.append(asyncio.create_task(self._keep(child, exited), name=child.spec.name))
 
     async def _keep(self, child: Child, exited: asyncio.Task[int]) -> None:
         """Restart `child` whenever it exits, with backoff, until the supervisor stops."""

@@ -102,6 +102,8 @@ class Deployment:
             SYNCMESH_WORKERS="2",
             SYNCMESH_HEALTH_INTERVAL_SECONDS="0.5",
             SYNCMESH_CONSUMER_ACK_WAIT_SECONDS="5",
+            # A killed worker's sagas are taken over after this (a heartbeat renews live leases).
+            SYNCMESH_SAGA_LEASE_SECONDS="10",
             SYNCMESH_JOB_INTERVAL_SECONDS="3600",
             SYNCMESH_SALESFORCE_WEBHOOK_SECRET=SECRET,
             SYNCMESH_CONNECTOR_ALLOW_HOSTS='["loopback"]',
@@ -320,7 +322,7 @@ async def test_a_quote_to_cash_burst_survives_a_nats_node_and_a_worker_killed(
             await wait_for(worker_back, "the supervisor restarted the killed worker", 30)
             print(f"{time.strftime('%X')} worker back")
 
-            # Every quote's saga ends COMPLETED (the dead worker's leases run out: 30 s).
+            # Every quote's saga ends COMPLETED (the dead worker's leases run out: 10 s).
             async def all_done() -> bool:
                 rows = pg(f"SELECT state, count(*) FROM {d.schema('orchestration')}.sagas GROUP BY state")
                 return bool(dict(rows).get("COMPLETED", 0) == len(events))
