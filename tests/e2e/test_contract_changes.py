@@ -22,10 +22,14 @@ import pytest
 import stripe
 from aiohttp import web
 from click.testing import CliRunner
+from syncmesh.orders.v1 import orders_pb2 as opb
 
 from gateway.app import start_gateway
 from gateway.rest import add_rest_routes
 from services.connectors.erp.tryton import TrytonConnector
+from services.orchestration.api import engine_for
+from services.orchestration.steps import SagaContext
+from services.orchestration.store import find_by_quote_key
 from services.orders.domain import add_months
 from services.platform.cli import main as cli
 from services.platform.hub import Running, start
@@ -417,6 +421,37 @@ async def test_contract_changes_end_to_end(
     assert [s["quote"] for s in listed["sagas"][1:]] == [
         f"syncmesh-amendment:{order_id}.r{r}" for r in range(2, 6)
     ]
+
+
+async def test_a_worker_running_the_steps_again_makes_nothing_twice(
+    http: aiohttp.ClientSession, deal: Deal, raw: stripe.StripeClient, erp: TrytonConnector, running: Running
+) -> None:
+    """A worker killed inside a step runs it again: the upsell's and the downsell's apply steps,
+    run once more with their sagas' data, find what they made (Stripe by step key, the Tryton
+    sale and credit note by reference, syncmesh calls by request id)."""
+    assert running.hub is not None and running.hub.peers is not None
+    db = running.hub.databases["orchestration"]
+    engine = engine_for(db, running.settings, running.hub.peers)
+    order_id = deal.order.rsplit("/", 1)[-1]
+    for revision in (2, 3):
+        async with db.transaction() as session:
+            saga = await find_by_quote_key(session, f"syncmesh-amendment:{order_id}.r{revision}")
+        assert saga is not None and saga.state == "COMPLETED"
+        quote = opb.Quote.FromString(saga.quote)
+        ctx = SagaContext(saga.name, quote, dict(saga.data))
+        for step in engine.plan(quote)[2:]:  # billing, erp-adjustment, credit-memo
+            await step.run(ctx)
+    upsell = f"syncmesh-amendment.{order_id}.r2:erp-adjustment:ACME-US"
+    assert len(await erp.search_read("sale.sale", [["reference", "=", upsell]], ["id"])) == 1
+    note = f"syncmesh-amendment.{order_id}.r3:credit-memo:impl"
+    assert len(await erp.search_read("account.invoice", [["reference", "=", note]], ["id"])) == 1
+    invoices = await rest(http, "GET", "/v1/invoices", CRM, filter=f'order = "{deal.order}"')
+    assert sorted(amount_of(i["totalAmount"]) for i in invoices["invoices"]) == [250.0, 3400.0]
+    original = next(i for i in invoices["invoices"] if amount_of(i["totalAmount"]) == 3400.0)
+    memos = await rest(http, "GET", f"/v1/{original['name']}/creditMemos", CRM)
+    assert len(memos["creditMemos"]) == 1 and amount_of(original["openAmount"]) == 3000.0
+    _, item = await stripe_item(http, raw, deal)
+    assert item["quantity"] == 15
 
 
 async def test_a_renewal_continues_billing_at_the_uplifted_price_and_orders_the_upfront_term(
