@@ -374,6 +374,9 @@ async def test_a_quote_to_cash_burst_survives_a_nats_node_and_a_worker_killed(
             info = await bus.js.stream_info(f"{d.stream_prefix}_{domain.upper()}")
             assert info.state.messages == committed, (domain, info.state.messages, committed)
             assert info.config.num_replicas == 3
+        # The durable consumers inherit the streams' replicas: a leader and 2 followers each.
+        consumer = await bus.js.consumer_info(f"{d.stream_prefix}_GATEWAY", "gateway-dispatch")
+        assert consumer.cluster is not None and len(consumer.cluster.replicas or []) == 2, consumer.cluster
         # Every consumer applied each of its events once: the sagas' wake consumers saw every
         # customer and catalog event; nothing dead-lettered or parked anywhere.
         wake = dict(pg(f"SELECT consumer, count(*) FROM {d.schema('orchestration')}.inbox GROUP BY consumer"))
