@@ -7,11 +7,13 @@ migrates its database (`orchestration`), serves OrchestrationService on its gRPC
 of the orders service (`services.platform.server.COMPANIONS`) — does so in every process
 that hosts `orders`. In the worker role (`up`, `serve` with consumers) services/platform/hub.py
 also runs, beside it, the saga runner (`saga_runner`) and the wake consumers
-(`wake_consumer_specs`).
+(`wake_consumer_specs`, which also lists the consumers that start contract-change sagas).
 
 The plan of each saga comes from `services.orchestration.flow.plan_for(settings, peers)`
 when that module exists; without it every saga has an empty plan (it completes at once),
-which is logged when the service starts.
+which is logged when the service starts. `contract_changes.plan_for` wraps it: amendment,
+renewal and credit-memo sagas get their own steps. `Saga.kind` is told from the saga's
+identity, `Saga.decisions` read from its data (the decisions its steps recorded).
 """
 
 from __future__ import annotations
