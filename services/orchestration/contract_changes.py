@@ -12,7 +12,8 @@ identity (one saga per change: duplicates and replays of the event find the same
   syncmesh's to change: its amendments start nothing). Its steps:
   `decide` -> `review` -> `billing` -> `erp-adjustment` -> `credit-memo`.
 - `syncmesh-renewal:<subscription id>.t<n>` (kind RENEWAL): started by `ContractRenewed` (the
-  `orchestration-renewals` consumer), one saga per renewed term. Its steps: `terms` ->
+  `orchestration-renewals` consumer), one saga per renewed term of a subscription whose order a
+  quote-to-cash saga submitted. Its steps: `terms` ->
   `billing` -> `erp-order`.
 - `syncmesh-credit-memo:<invoice id>.<memo id>` (kind CREDIT_MEMO): started by
   `CreditMemoIssued` for a memo no system has yet (IssueCreditMemo by a person or the CRM;
@@ -245,8 +246,8 @@ async def start_credit_memo(session: AsyncSession, memo: ipb.CreditMemo, invoice
 
 async def start_renewal(session: AsyncSession, sub: spb.Subscription, previous_end: Any) -> SagaRecord | None:
     """In `session`: the saga of one renewed term of a subscription an order made (made once)."""
-    if not sub.order:
-        return None
+    if not sub.order or await find_contract(session, sub.order) is None:
+        return None  # not a subscription a saga made: nothing of syncmesh's to continue
     sub_id = sub.name.rsplit("/", 1)[-1]
     envelope = _envelope(
         RENEWAL_SYSTEM, f"{sub_id}.t{sub.renewal_count}", sub.customer, sub.order, sub.currency_code
