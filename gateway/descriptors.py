@@ -37,6 +37,7 @@ DOMAINS = (
     "orchestration",
     "ops",
     "lineage",
+    "reconciliation",
 )
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")

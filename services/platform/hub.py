@@ -273,6 +273,8 @@ def _grpc_target(settings: Settings, running: Running) -> Callable[[str], str]:
         domain = full_name.split(".")[1] if full_name.count(".") >= 2 else ""
         if domain in ("orchestration", "lineage") and domain not in settings.peers:
             domain = "orders"  # hosted where orders runs
+        if domain == "reconciliation" and domain not in settings.peers:
+            domain = "invoices"  # hosted where invoices runs
         if domain in settings.peers:
             return settings.peers[domain]
         port = running.hub.port if running.hub is not None else settings.grpc_port
