@@ -477,6 +477,18 @@ def replay(
     _operate(config, data_dir, address, token, lambda ops: run(ops, args))
 
 
+# The demo: its own module (services/demo/run.py), registered here.
+from services.demo.run import demo as _demo  # noqa: E402
+
+main.add_command(_demo)
+
+
+# Reconciliation: its own module (services/reconciliation/cli.py), registered here.
+from services.reconciliation.cli import command as _reconcile  # noqa: E402
+
+main.add_command(_reconcile((config_option, data_dir_option, grpc_option, token_option), _operate))
+
+
 # Lineage: its own module (services/lineage/cli.py), registered here.
 from services.lineage.cli import command as _lineage  # noqa: E402
 

@@ -128,7 +128,7 @@ class DomainService:
 
 # Components hosted beside a domain service, in every process that hosts it: the
 # orchestration (sagas, services/orchestration/api.py) runs where the orders service runs.
-COMPANIONS: Mapping[str, tuple[str, ...]] = {"orders": ("orchestration",)}
+COMPANIONS: Mapping[str, tuple[str, ...]] = {"orders": ("orchestration",), "invoices": ("reconciliation",)}
 
 
 def hosted_services(names: Sequence[str]) -> list[str]:
@@ -179,6 +179,10 @@ class Hub:
             ],
             options=[("grpc.so_reuseport", 0)],
         )
+        # Bound before the services register: what they resolve through `peers` at registration
+        # (e.g. the saga flow's channels to this server) must see the real port, not 0.
+        address = f"{host or settings.grpc_host}:{settings.grpc_port if port is None else port}"
+        self.port = self.server.add_insecure_port(address)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         policy = OwnershipPolicy.load(settings.ownership_policy)
@@ -204,8 +208,6 @@ class Hub:
             + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.server,
         )
-        address = f"{host or settings.grpc_host}:{settings.grpc_port if port is None else port}"
-        self.port = self.server.add_insecure_port(address)
         await self.server.start()
         await self.probe_once()
         self._probe = asyncio.create_task(self._probe_forever(), name="health-probe")

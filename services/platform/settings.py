@@ -47,6 +47,13 @@ class AuthSettings(BaseModel):
         return min((t for t, who in self.tokens.items() if who == identity), default=None)
 
 
+class RateLimit(BaseModel):
+    """A token bucket: `burst` requests at once, refilled at `per_second` requests a second."""
+
+    per_second: float = Field(default=50.0, gt=0)
+    burst: int = Field(default=100, ge=1)
+
+
 class TrytonConnectorSettings(BaseModel):
     """The ERP: one company of one Tryton database, reached over JSON-RPC."""
 
@@ -151,9 +158,16 @@ class Settings(BaseSettings):
     # Sagas: how long a worker's claim on a saga lasts without renewal (a heartbeat renews it
     # every third of it while a step runs); a killed worker's sagas are taken over after it.
     saga_lease_seconds: float = Field(default=30.0, gt=0)
+    # Renewal sagas (services/orchestration/contract_changes.py): the price uplift of a renewed
+    # term, a decimal percentage such as "3.5" ("" for none).
+    renewal_uplift_percent: str = Field(default="", pattern=r"^(\d{1,3}(\.\d{1,4})?)?$")
     # Scheduled jobs (subscription activation, scheduled cancellations, renewals, expiry):
     # how often each runs where the consumers run.
     job_interval_seconds: float = Field(default=60.0, gt=0)
+    # Reconciliation (services/reconciliation, hosted with invoices): a scheduled run of every
+    # object type when none ran within this many seconds (0: no schedule), healing if set.
+    reconciliation_interval_seconds: float = Field(default=86400.0, ge=0)
+    reconciliation_heal: bool = False
     # Where other domain services run when not in this process: service name -> host:port.
     peers: dict[str, str] = Field(default_factory=dict)
     # Which domain services this process hosts.
@@ -184,6 +198,10 @@ class Settings(BaseSettings):
     # Request budget per vendor system (requests per second, shared by every worker process),
     # e.g. {"stripe": 24, "tryton": 50}; a system not named uses its connector's default.
     vendor_rate_limits: dict[str, float] = Field(default_factory=dict)
+    # REST gateway: requests per calling identity (token bucket; 429 RATE_LIMITED past it),
+    # the default and per identity, e.g. SYNCMESH_REST_RATE_LIMITS__ERP__PER_SECOND=50.
+    rest_rate_limit: RateLimit = Field(default_factory=RateLimit)
+    rest_rate_limits: dict[SystemIdentity, RateLimit] = Field(default_factory=dict)
     # The vendor systems the worker role drives (ERP polling, CRM write-back); see README.
     connectors: ConnectorsSettings = Field(default_factory=ConnectorsSettings)
     # Observability (docs/observability.md). /metrics needs the ops token unless public; a
