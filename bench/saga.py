@@ -18,7 +18,9 @@ Throughput: N / (last done - first start).
 
 The baseline, same run, same database: the saga engine alone, N sagas of as many steps that do
 nothing (`floor_sagas_per_s`): what the engine's persisted steps cost (one transaction per step,
-plus the claim and the completion), so `floor_step_ms` = the cost of one step's transaction.
+plus the claim and the completion), run by one SagaRunner as the hub runs them (up to 16 sagas
+at once), so `floor_step_ms` = one step's share of the engine's time (with sagas overlapping,
+less than one transaction's latency).
 """
 
 from __future__ import annotations
@@ -145,9 +147,10 @@ async def _wait_all(settings: Settings, db: Any, count: int, timeout: float) -> 
 async def measure_sagas(
     data_dir: Path, database_url: str | None, *, sagas_count: int, workers: int = 1
 ) -> dict[str, Any]:
-    """`workers`: saga runners in the hub process: 1 is what `syncmesh up` runs (its runner claims
-    up to 20 due sagas and runs them one after the other); more stand for more workers (each
-    runner claims one saga at a time by lease, all share the plan and its connectors)."""
+    """`workers`: saga runners in the hub process: 1 is what `syncmesh up` runs (its runner runs
+    up to `saga_concurrency` (16) claimed sagas at once); more stand for more workers (each
+    runner claims one saga at a time by lease and runs up to 16, all share the plan and its
+    connectors)."""
     proc, urls = _doubles()
     settings = _settings(data_dir / f"hub{workers}", database_url, urls)
     running = await start(settings, frozenset({"grpc", "consume", "relay"}))
@@ -155,7 +158,7 @@ async def measure_sagas(
     try:
         assert running.sagas is not None and running.hub is not None
         shipped = running.sagas.engine
-        if workers > 1:  # the shipped runner claims 20 sagas at a time and runs them in turn
+        if workers > 1:  # the shipped runner steps aside for `workers` runners
             await running.sagas.stop()
         for _ in range(workers if workers > 1 else 0):
             engine = SagaEngine(
@@ -268,7 +271,8 @@ def _noop_plan(quote: orders_pb2.Quote) -> list[Step]:
 
 
 async def measure_floor(data_dir: Path, database_url: str | None, *, sagas_count: int) -> dict[str, Any]:
-    """The engine alone: N sagas of STEPS no-op steps, one runner (as the hub runs them)."""
+    """The engine alone: N sagas of STEPS no-op steps, one runner (as the hub runs them: up to
+    16 at once)."""
     settings = _settings(data_dir / "floor", database_url, ("http://127.0.0.1:9", "http://127.0.0.1:9"))
     db = await open_orchestration_db(settings)
     engine = SagaEngine(db, _noop_plan)

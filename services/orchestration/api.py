@@ -225,7 +225,7 @@ def _register(server: grpc.aio.Server, ctx: ServiceContext) -> None:
 
 def saga_runner(db: Database, settings: Settings, peers: Peers) -> SagaRunner:
     """The runner of the hosted orchestration (services/platform/hub.py starts it)."""
-    return SagaRunner(engine_for(db, settings, peers))
+    return SagaRunner(engine_for(db, settings, peers), concurrency=settings.saga_concurrency)
 
 
 # Resource names in an event that a waiting saga may wait for.

@@ -33,8 +33,9 @@ A worker killed between two steps leaves the saga due with its lease: the next w
 resumes at the first step not recorded as done. Killed inside a step, the step runs again
 and its `ctx.key(step)` makes that a no-op for what already happened.
 
-`SagaRunner` runs `run_due` in a loop (every `poll_seconds`, and at once when this process
-starts or wakes a saga).
+`SagaRunner` claims due sagas in a loop (every `poll_seconds`, at once when this process
+starts or wakes a saga, and whenever one of its runs ends) and runs up to `concurrency`
+(`saga_concurrency`) of them at the same time, each under its own lease and heartbeat.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -50,7 +52,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Float, delete, insert, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -146,6 +148,15 @@ def _classify(exc: Exception) -> _Failure:
     return _Failure(STEP_ERROR, f"{type(exc).__name__}: {exc}"[:2000], transient=True)
 
 
+def _now_in(session: AsyncSession) -> Any:
+    """db_now for an UPDATE's values: on PostgreSQL the server's clock as an SQL expression
+    (computed by the statement itself, no extra round trip), else this host's."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        expr: ColumnElement[float] = literal_column("extract(epoch FROM clock_timestamp())", Float)
+        return expr
+    return time.time()
+
+
 def _document(link: Any) -> dict[str, Any]:
     return {k: (dict(v) if k == "extra" else v) for k, v in asdict(link).items()}
 
@@ -176,6 +187,9 @@ class SagaEngine:
         self.owner = owner or uuid.uuid4().hex
         self.heartbeat_seconds = heartbeat_seconds or lease_seconds / 3
         self.due = asyncio.Event()  # set when this process made a saga due (a runner waits on it)
+        # Set while this process stops: a saga being run stops after its current step, its
+        # lease released and the saga due at once (another worker carries on).
+        self.stopping = asyncio.Event()
 
     # --- starting and waking --------------------------------------------------------------
 
@@ -201,16 +215,24 @@ class SagaEngine:
     # --- running ------------------------------------------------------------------------
 
     async def run_due(self, limit: int = 10) -> int:
-        """Claim up to `limit` due sagas and run each as far as it goes. Returns how many ran."""
-        claimed = await self._claim(limit)
-        for saga_id in claimed:
-            try:
-                await self._run(saga_id)
-            except LeaseLost:
-                log.warning("saga %d: lease lost to another worker; leaving it to them", saga_id)
+        """Claim up to `limit` due sagas and run each as far as it goes, at the same time
+        (each with its own lease and heartbeat). Returns how many ran."""
+        claimed = await self.claim(limit)
+        results = await asyncio.gather(*(self.run_claimed(i) for i in claimed), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return len(claimed)
 
-    async def _claim(self, limit: int) -> list[int]:
+    async def run_claimed(self, saga_id: int) -> None:
+        """Run a saga this engine claimed as far as it goes (a lost lease ends the run)."""
+        try:
+            await self._run(saga_id)
+        except LeaseLost:
+            log.warning("saga %d: lease lost to another worker; leaving it to them", saga_id)
+
+    async def claim(self, limit: int) -> list[int]:
+        """Lease up to `limit` due sagas to this engine (oldest due first); their ids."""
         async with self.db.transaction() as session:
             now = await db_now(session)
             query = (
@@ -278,7 +300,7 @@ class _SagaRun:
         """Extend the lease (only while this worker holds it). False: another worker has it."""
         engine = self.engine
         async with engine.db.transaction() as session:
-            now = await db_now(session)
+            now = _now_in(session)
             held = (
                 await session.execute(
                     update(sagas)
@@ -335,7 +357,7 @@ class _SagaRun:
         saga's event, e.g. SagaCompleted) in the orchestration's outbox."""
         engine = self.engine
         async with engine.db.transaction() as session:
-            now = await db_now(session)
+            now = _now_in(session)
             row = dict(values)
             if "next_run_at_in" in row:
                 delay = row.pop("next_run_at_in")
@@ -450,6 +472,9 @@ class _SagaRun:
     async def forward(self, plan: Sequence[Step]) -> None:
         todo = [s for s in plan if self.steps[s.name].state not in (DONE, SKIPPED)]
         for index, step in enumerate(todo):
+            if self.engine.stopping.is_set():
+                await self.save({"next_run_at_in": 0.0}, release=True)
+                return
             following = todo[index + 1].name if index + 1 < len(todo) else ""
             record = self.steps[step.name]
             attempts = record.attempts + 1
@@ -688,38 +713,65 @@ async def wake_in(session: AsyncSession, key: str) -> int:
 
 
 class SagaRunner:
-    """Runs `engine.run_due` every `poll_seconds`, and at once when the engine says a saga
-    became due in this process. `stop()` lets the saga being run finish its current step
-    (up to `grace` seconds)."""
+    """Runs due sagas: claims as many as it has free slots (`concurrency`, at most `batch` a
+    claim) and runs them at the same time, each with its own lease and heartbeat, so a saga
+    waiting on a vendor holds up no other. It claims again every `poll_seconds`, at once when
+    the engine says a saga became due in this process, and whenever a saga's run ends.
+    `stop()` claims nothing more and lets each saga being run finish its current step (its
+    lease released, the saga due for the next worker), waiting up to `grace` seconds."""
 
-    def __init__(self, engine: SagaEngine, *, poll_seconds: float = 0.2, batch: int = 20) -> None:
+    def __init__(
+        self, engine: SagaEngine, *, poll_seconds: float = 0.2, batch: int = 20, concurrency: int = 16
+    ) -> None:
+        if concurrency < 1 or batch < 1:
+            raise ValueError("concurrency and batch must be >= 1")
         self.engine = engine
         self.poll_seconds = poll_seconds
         self.batch = batch
+        self.concurrency = concurrency
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._active: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._stop = asyncio.Event()
+        self.engine.stopping.clear()
         self._task = asyncio.create_task(self.run(), name="saga-runner")
+
+    def _spawn(self, saga_id: int) -> None:
+        task = asyncio.create_task(self.engine.run_claimed(saga_id), name=f"saga-{saga_id}")
+        self._active.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._active.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("saga run failed; its lease runs out and it is retried", exc_info=task.exception())
 
     async def run(self) -> None:
         delay = 0.0
         while not self._stop.is_set():
             self.engine.due.clear()
-            try:
-                ran = await self.engine.run_due(self.batch)
-                delay = 0.0
-            except Exception:  # the database away: back off, try again
-                delay = min(max(delay * 2, 0.2), 5.0)
-                log.exception("saga runner: run_due failed; retrying in %.1fs", delay)
-                ran = 0
-            if ran >= self.batch:
-                continue  # more may be due
+            free = self.concurrency - len(self._active)
+            want = min(self.batch, free)
+            claimed: list[int] = []
+            if want > 0:
+                try:
+                    claimed = await self.engine.claim(want)
+                    delay = 0.0
+                except Exception:  # the database away: back off, try again
+                    delay = min(max(delay * 2, 0.2), 5.0)
+                    log.exception("saga runner: claiming due sagas failed; retrying in %.1fs", delay)
+                for saga_id in claimed:
+                    self._spawn(saga_id)
+                if claimed and len(claimed) >= want and len(self._active) < self.concurrency:
+                    continue  # more may be due
             waits = [asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(self.engine.due.wait())]
             try:
                 await asyncio.wait(
-                    waits, timeout=delay or self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+                    [*waits, *self._active],
+                    timeout=delay or self.poll_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
                 for w in waits:
@@ -727,11 +779,15 @@ class SagaRunner:
 
     async def stop(self, grace: float = 5.0) -> None:
         self._stop.set()
+        self.engine.stopping.set()
         task, self._task = self._task, None
-        if task is None:
-            return
-        _, pending = await asyncio.wait([task], timeout=grace)
-        for t in pending:
-            t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        active = list(self._active)
+        if active:
+            _, pending = await asyncio.wait(active, timeout=grace)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*active, return_exceptions=True)
+        self.engine.stopping.clear()

@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     # Sagas: how long a worker's claim on a saga lasts without renewal (a heartbeat renews it
     # every third of it while a step runs); a killed worker's sagas are taken over after it.
     saga_lease_seconds: float = Field(default=30.0, gt=0)
+    # Sagas a worker runs at the same time (each with its own lease; one waiting on a vendor
+    # holds up no other).
+    saga_concurrency: int = Field(default=16, ge=1, le=256)
     # Renewal sagas (services/orchestration/contract_changes.py): the price uplift of a renewed
     # term, a decimal percentage such as "3.5" ("" for none).
     renewal_uplift_percent: str = Field(default="", pattern=r"^(\d{1,3}(\.\d{1,4})?)?$")

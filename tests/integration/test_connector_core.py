@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import event
 
 from services.connectors.base import (
     ExternalLink,
@@ -52,10 +53,13 @@ async def workers(core_settings: Settings) -> AsyncIterator[tuple[Database, Data
 # --- the rate budget ----------------------------------------------------------------------------
 
 
-async def test_two_workers_share_one_budget(workers: tuple[Database, Database]) -> None:
-    rate, burst, window = 20.0, 2.0, 1.0
+@pytest.mark.parametrize("block", [1, 4])
+async def test_two_workers_share_one_budget(workers: tuple[Database, Database], block: int) -> None:
+    """Also with tokens reserved in blocks (each process hands out its own): the shared
+    limit holds."""
+    rate, burst, window = 10.0 * (block + 1), 2.0, 1.0
     account = unique("acct")
-    budgets = [RateBudget(db, "vendor", account, rate, burst) for db in workers]
+    budgets = [RateBudget(db, "vendor", account, rate, burst, block=block) for db in workers]
     taken: list[float] = []
     start = time.monotonic()
 
@@ -77,6 +81,31 @@ async def test_two_workers_share_one_budget(workers: tuple[Database, Database]) 
     for i in range(len(taken)):
         for j in range(i + 1, len(taken)):
             assert j - i + 1 <= burst + rate * (taken[j] - taken[i]) + 1, (i, j)
+
+
+async def test_a_block_of_tokens_costs_one_transaction(workers: tuple[Database, Database]) -> None:
+    """block=8: a live caller reserves 8 tokens in one transaction and this process hands
+    them out at the rate (no call before the bucket would have held its token); a backfill
+    caller reserves only what the bucket holds above its floor."""
+    rate, block, calls = 200.0, 8, 40
+    budget = RateBudget(workers[0], "vendor", unique("acct"), rate, 2.0, block=block)
+    commits = [0]
+
+    def count(*_: object) -> None:
+        commits[0] += 1
+
+    event.listen(workers[0].engine.sync_engine, "commit", count)
+    try:
+        start = time.monotonic()
+        for _ in range(calls):
+            await budget.acquire(Priority.LIVE, timeout=5)
+        elapsed = time.monotonic() - start
+    finally:
+        event.remove(workers[0].engine.sync_engine, "commit", count)
+    assert commits[0] <= calls / block + 1, commits[0]
+    assert calls <= 2.0 + rate * elapsed + 1e-9, elapsed  # the bucket's limit held
+    other = RateBudget(workers[1], "vendor", budget.account, rate, 2.0, block=block)
+    assert await other.try_acquire(Priority.LIVE) > 0  # the reservations are in the shared row
 
 
 async def test_backfill_waits_while_live_takes_the_tokens(workers: tuple[Database, Database]) -> None:

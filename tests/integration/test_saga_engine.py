@@ -23,7 +23,7 @@ from gateway.app import start_gateway
 from gateway.rest import add_rest_routes
 from services.connectors.base import ExternalLink
 from services.orchestration.api import engine_for, wake_consumer_specs
-from services.orchestration.engine import SagaEngine
+from services.orchestration.engine import SagaEngine, SagaRunner
 from services.orchestration.steps import (
     Done,
     Outcome,
@@ -385,6 +385,54 @@ async def test_a_worker_whose_lease_was_taken_stops_its_step(db: Database) -> No
         await session.execute(sagas.update().where(sagas.c.id == saga.id).values(lease_owner=None))
     done = await drive(second, saga.id, ["COMPLETED"])
     assert done.data["stalled"] == 2 and journal.runs == ["stalled", "stalled", "next"]
+
+
+async def test_the_runner_runs_sagas_at_once_and_stops_at_a_step_boundary(db: Database) -> None:
+    """SagaRunner: a saga whose step waits on a slow vendor holds up no other (the others run
+    to their end meanwhile); stop() lets the slow step finish, saves it, and releases the
+    saga's lease with the saga due, so another worker carries on at the next step."""
+    journal = Journal()
+    vendor = asyncio.Event()
+    entered = asyncio.Event()
+
+    class SlowVendor(Simple):
+        async def run(self, ctx: SagaContext) -> Outcome:
+            entered.set()
+            await vendor.wait()
+            return await super().run(ctx)
+
+    first = engine(db)
+    while await first.run_due(50):  # the module's other sagas out of the way first
+        pass
+    slow = await first.start(quote(steps=[SlowVendor("slow", journal), Simple("after", journal)]))
+    runner = SagaRunner(first, poll_seconds=0.05, concurrency=4)
+    runner.start()
+    try:
+        await asyncio.wait_for(entered.wait(), 5)
+        quick = [await first.start(quote(steps=[Simple(f"quick{i}", journal)])) for i in range(3)]
+        for s in quick:  # done while the slow saga still waits on its vendor
+            await drive_until(db, s.id, "COMPLETED")
+        assert "slow" not in journal.runs
+        stopping = asyncio.create_task(runner.stop(grace=5))
+        await asyncio.sleep(0.1)
+        vendor.set()
+        await asyncio.wait_for(stopping, 5)
+    finally:
+        vendor.set()
+        await runner.stop()
+    stopped = await saga_of(db, slow.id)
+    assert [st.state for st in stopped.steps] == ["DONE", "PENDING"]
+    assert stopped.state == "RUNNING" and stopped.lease_owner is None
+    assert "after" not in journal.runs
+    done = await drive(engine(db), slow.id, ["COMPLETED"])  # the next worker carries on
+    assert journal.runs.count("slow") == 1 and journal.runs.count("after") == 1
+    assert done.lease_owner is None
+
+
+async def drive_until(db: Database, saga_id: int, state: str, seconds: float = 5.0) -> None:
+    async with asyncio.timeout(seconds):
+        while (await saga_of(db, saga_id)).state != state:
+            await asyncio.sleep(0.02)
 
 
 # --- the hosted service: gRPC, REST, CLI, the wake consumer ---------------------------------
