@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
+import sqlalchemy.exc
 from google.protobuf.message import Message
 
 from services.platform import grpc_errors, metrics
@@ -25,6 +26,30 @@ from services.platform.errors import DomainError, ErrorCode, Unauthenticated, in
 from services.platform.validation import validate_request
 
 log = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+# SQLSTATE classes of a database that cannot serve now, not of a bad statement: connection
+# exceptions (08), insufficient resources such as too many connections (53), operator
+# intervention such as an administrator shutdown (57P).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether a failure is the database being away or full (the caller may retry: nothing was
+    committed), not a bug: no connection from the pool in time, a PostgreSQL connection
+    refused, lost or out of slots, SQLite locked by another writer past its busy timeout."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):
+        return True
+    if not isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return str(sqlstate).startswith(_UNAVAILABLE_SQLSTATES)
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "connection" in message
+
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
@@ -179,7 +204,18 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
-            except Exception:
+            except Exception as exc:
+                if database_unavailable(exc):
+                    log.warning("%s: the database is unavailable: %s", method, exc)
+                    metrics.record_exception("grpc", DATABASE_UNAVAILABLE)
+                    await grpc_errors.abort(
+                        context,
+                        DomainError(
+                            DATABASE_UNAVAILABLE,
+                            "the service's database is unavailable; retry later",
+                            code=ErrorCode.UNAVAILABLE,
+                        ),
+                    )
                 incident = uuid.uuid4().hex[:12]
                 log.exception("internal error in %s (incident %s)", method, incident)
                 metrics.record_exception("grpc", "INTERNAL_ERROR")
