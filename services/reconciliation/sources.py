@@ -33,18 +33,12 @@ from services.customers.store import customer_refs, customers
 from services.invoices.store import invoice_refs, invoices
 from services.platform.db import database_for
 from services.platform.settings import Settings
-from services.reconciliation.domain import STRIPE, TRYTON, Record, unlinked_key
+from services.reconciliation.domain import OBJECT_TYPES, STRIPE, TRYTON, Record, unlinked_key
 from services.reconciliation.sorting import sorted_pages
 from services.subscriptions.store import subscription_refs, subscriptions
 
 PAGE = 1000
 VENDOR_PAGE = 100
-SYSTEMS: Mapping[str, tuple[str, ...]] = {
-    "customers": (TRYTON, STRIPE),
-    "invoices": (TRYTON,),
-    "subscriptions": (STRIPE,),
-}
-_OWNER = {"customers": "customers", "invoices": "invoices", "subscriptions": "subscriptions"}
 
 # Canonical invoice states (Tryton's vocabulary).
 INVOICE_STATES = {
@@ -126,11 +120,11 @@ class SyncmeshReader:
         self, object_type: str, table: Table, columns: Sequence[str], page_size: int
     ) -> AsyncIterator[Sequence[Any]]:
         """Every row of `table` by id: `columns`, then its reference to each compared system
-        (`SYSTEMS[object_type]`, in order; None when it has none), in pages: ONE query (a correlated lookup of each system's reference,
+        (`OBJECT_TYPES[object_type].systems`, in order; None when it has none), in pages: ONE query (a correlated lookup of each system's reference,
         ordered by id), streamed from a server-side cursor (PostgreSQL; SQLite steps its own),
         so the database sorts once and this process holds one page at a time."""
         refs, owner, kind = _ref_table(object_type)
-        systems = SYSTEMS[object_type]
+        systems = OBJECT_TYPES[object_type].systems
         lookups = []
         for system in systems:
             lookup = select(func.min(refs.c.external_id)).where(
@@ -144,7 +138,7 @@ class SyncmeshReader:
             .order_by(self._ordered(table.c.id))
             .execution_options(yield_per=page_size)
         )
-        async with self.engine(_OWNER[object_type]).connect() as conn:
+        async with self.engine(object_type).connect() as conn:
             result = await conn.stream(query)
             async for partition in result.partitions(page_size):
                 yield partition
@@ -159,7 +153,7 @@ class SyncmeshReader:
         )
         if kind is not None:
             query = query.where(refs.c.kind == kind)
-        async with self.engine(_OWNER[object_type]).connect() as conn:
+        async with self.engine(object_type).connect() as conn:
             rows = (await conn.execute(query)).all()
         return {row[0]: f"{object_type}/{row[1]}" for row in rows}
 
