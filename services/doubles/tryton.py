@@ -506,20 +506,37 @@ class TrytonDouble(LoopbackServer):
         if sale["state"] != "quotation":
             raise user_error(f"sale {sale['id']} is {sale['state']}: only a quotation can be confirmed")
         self.write("sale.sale", sale, {"state": "processing"})
-        lines = [self.records["sale.line"][i] for i in sale["lines"]]
-        total = sum((self._line_amount(line) for line in lines), Decimal(0))
-        invoice = self.create(
+        invoice = self._draft_invoice(
+            sale,
+            "sale.line",
+            self._computed("sale.sale", sale, "total_amount"),
+            reference=sale.get("reference"),
+            description=sale.get("description"),
+            sale=sale["id"],
+        )
+        sale["invoices"].append(invoice)
+
+    def _draft_invoice(
+        self,
+        source: dict[str, Any],
+        line_model: str,
+        total: Decimal,
+        credit: bool = False,
+        **fields: Any,
+    ) -> int:
+        """A draft customer invoice (a credit note when `credit`: quantities negated) for
+        `source`'s party and currency, one line per line of `source` (of `line_model`: its origin)."""
+        lines = [self.records[line_model][i] for i in source["lines"]]
+        return self.create(
             "account.invoice",
             {
                 "type": "out",
                 "state": "draft",
                 "number": None,
-                "reference": sale.get("reference"),
-                "description": sale.get("description"),
-                "party": sale["party"],
-                "currency": sale["currency"],
+                **fields,
+                "party": source["party"],
+                "currency": source["currency"],
                 "account": RECEIVABLE,
-                "sale": sale["id"],
                 "total_amount": total,
                 "amount_to_pay": total,
                 "payment_lines": [],
@@ -529,10 +546,10 @@ class TrytonDouble(LoopbackServer):
                         [
                             {
                                 "product": line["product"],
-                                "quantity": line["quantity"],
+                                "quantity": -line["quantity"] if credit else line["quantity"],
                                 "unit_price": line["unit_price"],
                                 "description": line.get("description"),
-                                "origin": f"sale.line,{line['id']}",
+                                "origin": f"{line_model},{line['id']}",
                             }
                             for line in lines
                         ],
@@ -540,7 +557,6 @@ class TrytonDouble(LoopbackServer):
                 ],
             },
         )
-        sale["invoices"].append(invoice)
 
     def _invoice_post(self, invoice: dict[str, Any]) -> None:
         if invoice["state"] in ("posted", "paid"):
@@ -656,36 +672,7 @@ class TrytonDouble(LoopbackServer):
             raise user_error(
                 f"invoice {invoice['id']} is {invoice['state']}: only a posted invoice is credited"
             )
-        lines = [self.records["account.invoice.line"][i] for i in invoice["lines"]]
-        total = -invoice["total_amount"]
-        self.create(
-            "account.invoice",
-            {
-                "type": "out",
-                "state": "draft",
-                "number": None,
-                "reference": None,
-                "party": invoice["party"],
-                "currency": invoice["currency"],
-                "account": RECEIVABLE,
-                "total_amount": total,
-                "amount_to_pay": total,
-                "payment_lines": [],
-                "lines": [
-                    [
-                        "create",
-                        [
-                            {
-                                "product": line["product"],
-                                "quantity": -line["quantity"],
-                                "unit_price": line["unit_price"],
-                                "description": line.get("description"),
-                                "origin": f"account.invoice.line,{line['id']}",
-                            }
-                            for line in lines
-                        ],
-                    ]
-                ],
-            },
+        self._draft_invoice(
+            invoice, "account.invoice.line", -invoice["total_amount"], credit=True, reference=None
         )
         return {"actions": []}
