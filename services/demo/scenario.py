@@ -480,14 +480,14 @@ class Demo:
         listed = await pb_grpc.OrchestrationServiceStub(self.channel).ListSagas(
             pb.ListSagasRequest(filter=f'customer = "{customer}"'), metadata=self.meta["crm"]
         )
-        out = []
-        for s in listed.sagas:
-            kind = getattr(s, "kind", 0)
-            kind_name = pb.SagaKind.Name(kind) if hasattr(pb, "SagaKind") else ""
-            out.append(
-                (s.name, pb.SagaState.Name(s.state), f"{kind_name.removeprefix('SAGA_KIND_')} {s.quote}")
+        return [
+            (
+                s.name,
+                pb.SagaState.Name(s.state),
+                f"{pb.SagaKind.Name(s.kind).removeprefix('SAGA_KIND_')} {s.quote}",
             )
-        return out
+            for s in listed.sagas
+        ]
 
     # --- the whole scenario --------------------------------------------------------------------------
 
