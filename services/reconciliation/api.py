@@ -36,7 +36,7 @@ from services.platform.protoconv import timestamp
 from services.platform.server import DomainService, Job, JobSpec, ServiceContext
 from services.reconciliation import store
 from services.reconciliation.domain import KINDS, object_types
-from services.reconciliation.heal import MISSED_WEBHOOK
+from services.reconciliation.heal import HEAL_STATES, MISSED_WEBHOOK
 from services.reconciliation.runner import KNOWN_TYPES, WEBHOOKS, Run
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ NAME = "reconciliation"
 FULL_NAME = pb.DESCRIPTOR.services_by_name["ReconciliationService"].full_name
 # A RUNNING report whose progress has not moved for this long was left by a stopped process.
 STALE_AFTER = timedelta(seconds=60)
-_HEAL_STATES = ("NONE", "FLAGGED", "WOULD_HEAL", "HEALED", "FAILED")
 
 
 def report_to_proto(r: store.ReportRecord) -> pb.ReconciliationReport:
@@ -176,7 +175,7 @@ class ReconciliationServicer(pb_grpc.ReconciliationServiceServicer):
     ) -> pb.ListReconciliationDifferencesResponse:
         filters = parse_filter(request.filter, frozenset(store.DIFFERENCE_FILTERS))
         normalize_enum_filter(filters, "kind", "DIFFERENCE_KIND_", (*KINDS, MISSED_WEBHOOK))
-        normalize_enum_filter(filters, "heal_state", "HEAL_STATE_", _HEAL_STATES)
+        normalize_enum_filter(filters, "heal_state", "HEAL_STATE_", HEAL_STATES)
         if "object_type" in filters:
             filters["object_type"] = requested_types([filters["object_type"]])[0]
         limit = page_size(request.page_size)

@@ -54,6 +54,7 @@ MISSED_WEBHOOK = "MISSED_WEBHOOK"
 HEAL_ERROR = "HEAL_ERROR"  # a repair failed unexpectedly (logged with its traceback)
 
 NONE, FLAGGED, WOULD_HEAL, HEALED, FAILED = "NONE", "FLAGGED", "WOULD_HEAL", "HEALED", "FAILED"
+HEAL_STATES = (NONE, FLAGGED, WOULD_HEAL, HEALED, FAILED)
 log = logging.getLogger(__name__)
 
 # The identity each vendor system syncs as (ownership policy owners are identities).
