@@ -85,7 +85,7 @@ async def _call(behavior: Callable[..., Any], request: Any, context: grpc.aio.Se
     return result
 
 
-def _token_digest(token: str) -> bytes:
+def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
@@ -94,7 +94,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self, tokens: Mapping[str, str]) -> None:
         # Compare digests, so lookup time does not depend on how much of a token matches.
-        self._identities = {_token_digest(token): identity for token, identity in tokens.items()}
+        self._identities = {token_digest(token): identity for token, identity in tokens.items()}
 
     def identify(self, metadata: Any) -> str:
         header = ""
@@ -107,7 +107,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("TOKEN_MALFORMED", "authorization header must be 'Bearer <token>'")
-        identity = self._identities.get(_token_digest(token.strip()))
+        identity = self._identities.get(token_digest(token.strip()))
         if identity is None:
             raise Unauthenticated("TOKEN_INVALID", "the bearer token is not valid")
         return identity
