@@ -17,8 +17,6 @@ With `dry_run` the action is chosen and nothing is done (WOULD_HEAL).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -35,6 +33,7 @@ from syncmesh.customers.v1 import customers_pb2 as cpb
 from syncmesh.customers.v1 import customers_pb2_grpc as cpb_grpc
 
 from gateway.webhooks.model import Request
+from gateway.webhooks.signatures import sign, stripe_scheme
 from services.connectors.base import StepKey, VendorError
 from services.connectors.billing.stripe import CustomerSpec
 from services.connectors.erp.tryton import ErpCustomer, PaymentChange
@@ -254,11 +253,12 @@ def signed_stripe_request(event: dict[str, Any], secret: str, now: float | None 
     """A Stripe event as a webhook request signed with our own secret (`t=…,v1=…`), so it takes
     the intake's one path (verification, mapping, dedupe on the event id)."""
     body = json.dumps(event, separators=(",", ":")).encode()
-    stamp = int(now if now is not None else time.time())
-    signature = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    stamp = str(int(now if now is not None else time.time()))
+    url = "/webhooks/stripe"
+    signature = sign(stripe_scheme(), secret.encode(), Request("POST", url, {}, body), stamp)
     return Request(
         method="POST",
-        url="/webhooks/stripe",
+        url=url,
         headers={"stripe-signature": f"t={stamp},v1={signature}", "content-type": "application/json"},
         body=body,
     )
