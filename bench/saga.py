@@ -42,6 +42,7 @@ from syncmesh.orchestration.v1 import orchestration_pb2 as pb
 from syncmesh.orchestration.v1 import orchestration_pb2_grpc as pb_grpc
 from syncmesh.orders.v1 import orders_pb2
 
+from services.demo.run import close_saga_connectors
 from services.demo.scenario import Demo
 from services.demo.vendors import Vendors, _double_settings
 from services.orchestration.engine import SagaEngine, SagaRunner
@@ -132,7 +133,7 @@ def _percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1]
 
 
-async def _wait_all(settings: Settings, db: Any, count: int, timeout: float) -> list[Any]:
+async def _wait_all(db: Any, count: int, timeout: float) -> list[Any]:
     deadline = time.monotonic() + timeout
     while True:
         async with db.transaction() as session:
@@ -195,14 +196,14 @@ async def measure_sagas(
             # exist in the vendors, as in a steady state. (Concurrent first sagas on a new
             # product race to create it in Stripe: see RESULTS.md.)
             await begin(quotes.pop())
-            await _wait_all(settings, db, 1, timeout=120)
+            await _wait_all(db, 1, timeout=120)
             started.clear()
             calls_before = await _double_stats(urls)
             _Commits.install()
             commits_before, by_db_before = _Commits.count, dict(_Commits.by_database)
             t0 = time.time()
             await asyncio.gather(*(begin(q) for q in quotes))
-            rows = await _wait_all(settings, db, sagas_count + 1, timeout=60 + 10 * sagas_count)
+            rows = await _wait_all(db, sagas_count + 1, timeout=60 + 10 * sagas_count)
             calls_after = await _double_stats(urls)
             commits = _Commits.count - commits_before
             by_db = {k: v - by_db_before.get(k, 0) for k, v in _Commits.by_database.items()}
@@ -212,10 +213,7 @@ async def measure_sagas(
         for runner in extra:
             await runner.stop()
         await running.stop()
-        plan = getattr(getattr(running.sagas, "engine", None), "plan", None)
-        vendors_ = getattr(getattr(plan, "deps", None), "vendors", None)
-        if vendors_ is not None:
-            await vendors_.close()
+        await close_saga_connectors(running)
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
         if database_url:
