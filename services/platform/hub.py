@@ -46,7 +46,7 @@ from services.platform.db import Database, database_for
 from services.platform.metrics import Sources
 from services.platform.nats import Bus, EmbeddedNats
 from services.platform.relay import OutboxRelay, RelayGroup
-from services.platform.server import Hub, Peers, start_hub
+from services.platform.server import COMPANIONS, Hub, Peers, start_hub
 from services.platform.settings import DOMAIN_SERVICES, SYSTEM_IDENTITIES, ConfigError, Settings
 
 log = logging.getLogger("syncmesh")
@@ -269,12 +269,15 @@ def _grpc_target(settings: Settings, running: Running) -> Callable[[str], str]:
     """Where the REST gateway reaches a contract's service: `peers[<domain>]`, else this
     process's own gRPC server (under `up`), else grpc_host:grpc_port."""
 
+    # A companion (server.COMPANIONS) is hosted where its domain service runs; lineage is
+    # read where the sagas are (with orders).
+    hosts = {companion: host for host, companions in COMPANIONS.items() for companion in companions}
+    hosts["lineage"] = "orders"
+
     def target(full_name: str) -> str:
         domain = full_name.split(".")[1] if full_name.count(".") >= 2 else ""
-        if domain in ("orchestration", "lineage") and domain not in settings.peers:
-            domain = "orders"  # hosted where orders runs
-        if domain == "reconciliation" and domain not in settings.peers:
-            domain = "invoices"  # hosted where invoices runs
+        if domain not in settings.peers:
+            domain = hosts.get(domain, domain)
         if domain in settings.peers:
             return settings.peers[domain]
         port = running.hub.port if running.hub is not None else settings.grpc_port
