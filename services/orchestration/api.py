@@ -37,7 +37,7 @@ from syncmesh.orders.v1 import orders_pb2
 
 from services.orchestration import contract_changes
 from services.orchestration.engine import Plan, SagaEngine, SagaRunner, start_in, wake_in
-from services.orchestration.flow import to_money
+from services.orchestration.flow import proto_date, to_money
 from services.orchestration.steps import Step
 from services.orchestration.store import (
     FILTERABLE,
@@ -73,10 +73,7 @@ FULL_NAME = pb.DESCRIPTOR.services_by_name["OrchestrationService"].full_name
 
 
 def _date(text: str) -> date_pb2.Date | None:
-    if not text:
-        return None
-    day = dt.date.fromisoformat(text)
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+    return proto_date(dt.date.fromisoformat(text)) if text else None
 
 
 def decision_to_proto(recorded: dict[str, Any]) -> pb.ContractDecision:
