@@ -117,6 +117,7 @@ from services.orchestration.flow import (
     Flow,
     _Step,
     money_value,
+    post_recorded,
     reason_of,
     request_id,
     step_error,
@@ -779,18 +780,7 @@ class _SaleStep(_ChangeStep):
             )
         except grpc.aio.AioRpcError as exc:
             raise step_error(exc, f"{self.name} invoice record") from None
-        if created.status == ipb.INVOICE_STATUS_DRAFT:
-            try:
-                await d.invoices.PostInvoice(
-                    ipb.PostInvoiceRequest(
-                        name=created.name, request_id=request_id(ctx, f"{self.name}:{entity}:post")
-                    ),
-                    metadata=d.erp,
-                    timeout=d.timeout,
-                )
-            except grpc.aio.AioRpcError as exc:
-                if reason_of(exc) != "INVOICE_ALREADY_POSTED":
-                    raise step_error(exc, f"post {created.name}") from None
+        await post_recorded(d, created, request_id(ctx, f"{self.name}:{entity}:post"))
         return str(created.name)
 
 

@@ -809,6 +809,20 @@ def proto_date(value: dt.date | None) -> date_pb2.Date | None:
     return date_pb2.Date(year=value.year, month=value.month, day=value.day) if value else None
 
 
+async def post_recorded(d: Deps, created: ipb.Invoice, key: str) -> None:
+    """Post the invoice just recorded in syncmesh (CreateInvoice) while it is a draft, with
+    request id `key`; one already posted is left as it is."""
+    if created.status != ipb.INVOICE_STATUS_DRAFT:
+        return
+    try:
+        await d.invoices.PostInvoice(
+            ipb.PostInvoiceRequest(name=created.name, request_id=key), metadata=d.erp, timeout=d.timeout
+        )
+    except grpc.aio.AioRpcError as exc:
+        if reason_of(exc) != "INVOICE_ALREADY_POSTED":
+            raise step_error(exc, f"post {created.name}") from None
+
+
 class InvoiceStep(_Step):
     def __init__(self, group: ErpGroup, deps: Deps) -> None:
         super().__init__(group.invoice_step, deps)
@@ -857,18 +871,7 @@ class InvoiceStep(_Step):
             )
         except grpc.aio.AioRpcError as exc:
             raise step_error(exc, "invoice record") from None
-        if created.status == ipb.INVOICE_STATUS_DRAFT:
-            try:
-                await d.invoices.PostInvoice(
-                    ipb.PostInvoiceRequest(
-                        name=created.name, request_id=request_id(ctx, f"{self.name}:post")
-                    ),
-                    metadata=d.erp,
-                    timeout=d.timeout,
-                )
-            except grpc.aio.AioRpcError as exc:
-                if reason_of(exc) != "INVOICE_ALREADY_POSTED":
-                    raise step_error(exc, f"post {created.name}") from None
+        await post_recorded(d, created, request_id(ctx, f"{self.name}:post"))
         result = {
             "invoice": created.name,
             "tryton_invoice": int(posted.external_id),
