@@ -178,6 +178,9 @@ class Run:
                     await self._webhooks(summary)
                 else:
                     await self._objects(object_type, summary)
+                summary["records"] = dict(self._tally.records)
+                summary["keys"] = self._tally.keys
+                summary["differences"] = {k: v for k, v in self._tally.differences.items() if v}
                 self._read_before += sum(self._tally.records.values())
             report.state = store.SUCCEEDED
         except DomainError as exc:
@@ -230,9 +233,6 @@ class Run:
             if len(batch) >= _BATCH:
                 await self._flush(object_type, batch, summary)
         await self._flush(object_type, batch, summary)
-        summary["records"] = dict(self._tally.records)
-        summary["keys"] = self._tally.keys
-        summary["differences"] = {k: v for k, v in self._tally.differences.items() if v}
 
     async def _flush(
         self, object_type: str, batch: list[tuple[Difference, dict[str, Any] | None]], summary: dict[str, Any]
@@ -307,6 +307,4 @@ class Run:
                 if len(batch) >= _BATCH:
                     await self._flush(WEBHOOKS, batch, summary)
         await self._flush(WEBHOOKS, batch, summary)
-        summary["records"] = dict(self._tally.records)
-        summary["keys"] = self._tally.keys
-        summary["differences"] = {MISSED_WEBHOOK: missed} if missed else {}
+        self._tally.differences[MISSED_WEBHOOK] = missed
