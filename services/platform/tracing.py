@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -130,12 +130,3 @@ def remove(processor: SpanProcessor) -> None:
     with _lock:
         _processors.items = tuple(p for p in _processors.items if p is not processor)
     processor.shutdown()
-
-
-def inject_metadata(metadata: list[tuple[str, str]]) -> None:
-    """Append the current trace context to gRPC metadata (for calls made without the client
-    interceptor, e.g. by the REST gateway before `configure` ran)."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    present = {k for k, _ in metadata}
-    metadata.extend((k, v) for k, v in carrier.items() if k not in present)
