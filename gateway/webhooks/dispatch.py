@@ -25,13 +25,11 @@ refusal is permanent: dead-lettered at once with the service's ErrorInfo reason.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from sqlalchemy.ext.asyncio import AsyncSession
 from syncmesh.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from syncmesh.customers.v1 import customers_pb2, customers_pb2_grpc
@@ -208,13 +206,3 @@ def dispatch_consumer(
         filter_subject=ACCEPTED_SUBJECT,
         **options,
     )
-
-
-def command_json(command: events_pb2.CanonicalCommand) -> dict[str, Any]:
-    """A published command's request as protobuf JSON (for logs and operators)."""
-    if command.request_json:
-        found: dict[str, Any] = json.loads(command.request_json)
-        return found
-    request = common.request_type(command.method)()
-    command.request.Unpack(request)
-    return json_format.MessageToDict(request)
