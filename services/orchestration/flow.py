@@ -106,7 +106,7 @@ from services.connectors.crm.milestone import (
     Stage,
     Value,
 )
-from services.connectors.crm.writeback import CRM_NOT_CONFIGURED, CRM_SYSTEMS
+from services.connectors.crm.writeback import CRM_NOT_CONFIGURED, crm_record
 from services.connectors.erp.tryton import (
     ErpAddress,
     ErpCustomer,
@@ -954,14 +954,8 @@ def crm_record_of(quote: opb.Quote) -> CrmRecord | None:
     """The CRM record a quote's milestones are written to: its opportunity (a Salesforce
     opportunity, a HubSpot deal), else its HubSpot reference (HubSpot's quote-to-cash object
     is the deal), else none."""
-    if quote.HasField("opportunity"):
-        ref = quote.opportunity
-        if ref.system in CRM_SYSTEMS and ref.external_id:
-            return CrmRecord(ref.system, ref.external_id)
-    for ref in quote.external_references:
-        if ref.system == "hubspot" and ref.external_id:
-            return CrmRecord(ref.system, ref.external_id)
-    return None
+    opportunity = crm_record([quote.opportunity]) if quote.HasField("opportunity") else None
+    return opportunity or crm_record(quote.external_references, ("hubspot",))
 
 
 def _today() -> dt.date:
